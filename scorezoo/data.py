@@ -1,0 +1,207 @@
+"""Images in, integer levels out: files, PIL images and arrays to the tensors a model scores.
+
+One documented transform for every picture a user brings (:func:`load_image`):
+
+1. EXIF orientation is applied (a phone photo is scored the way it is shown);
+2. transparency is composited onto black (level 0, the background of the digits data);
+3. the picture is converted to the model's channels (``L`` for 1 channel, ``RGB`` for 3); 16-bit and
+   32-bit grayscale are rescaled from their full range to 8 bits;
+4. if its size differs from the model's, it is centre-cropped to the model's aspect ratio and resized
+   with a Lanczos (antialiasing) filter (:func:`PIL.ImageOps.fit`);
+5. each 8-bit value ``v`` becomes the nearest of ``K`` evenly spaced levels: ``round(v (K - 1) / 255)``.
+
+Arrays are taken as levels already: integers in [0, K), shaped ``(B, H, W)``, ``(B, H, W, C)`` or
+``(B, C, H, W)`` (a single ``(H, W)`` image is a batch of one).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["load_image", "to_levels", "levels_to_uint8", "LoadedImage", "MAX_IMAGE_PIXELS"]
+
+#: pictures larger than this are refused (PIL's decompression-bomb guard raised to an error)
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+@dataclass
+class LoadedImage:
+    """One picture as the model sees it: ``levels`` ``(C, H, W)`` long in [0, K) and the transform applied."""
+
+    levels: torch.Tensor
+    transform: str
+
+
+def _name(item: Any) -> str:
+    return str(item) if isinstance(item, (str, os.PathLike)) else type(item).__name__
+
+
+def _to_unit_array(img: Image.Image, channels: int) -> tuple[np.ndarray, list[str]]:
+    """``(H, W, C)`` float array in [0, 1] and the steps taken."""
+    steps = []
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        full = 65535.0 if mode.startswith("I;16") else max(float(a.max()), 1.0) if mode == "I" else 1.0
+        steps.append(f"{mode} scaled from [0, {full:g}] to 8 bits")
+        a = np.clip(a / full, 0, 1)[..., None]
+        if channels == 3:
+            a = np.repeat(a, 3, axis=2)
+        return a, steps
+    if mode == "P" and "transparency" in img.info or mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(bg, rgba)
+        steps.append(f"{mode} alpha composited on black")
+    target = "L" if channels == 1 else "RGB"
+    if img.mode != target:
+        steps.append(f"{img.mode if not steps else 'RGBA'}→{target}")
+        img = img.convert(target)
+    a = np.asarray(img, dtype=np.float64) / 255.0
+    if a.ndim == 2:
+        a = a[..., None]
+    return a, steps
+
+
+def load_image(item: Any, *, data_shape: Sequence[int], num_levels: int) -> LoadedImage:
+    """Decode one picture (path, PIL image) into model levels ``(C, H, W)``; see the module docstring.
+
+    Args:
+        item: a file path (str or PathLike) or a :class:`PIL.Image.Image`.
+        data_shape: the model's ``(C, H, W)``, C in {1, 3}.
+        num_levels: K.
+
+    Returns:
+        :class:`LoadedImage`.
+
+    Raises:
+        ValueError: a file that is missing, empty, not an image, truncated, or larger than
+            :data:`MAX_IMAGE_PIXELS`; the message names the file.
+    """
+    c, h, w = (int(v) for v in data_shape)
+    name = _name(item)
+    if isinstance(item, Image.Image):
+        img = item
+    elif isinstance(item, (str, os.PathLike)):
+        p = Path(item)
+        if not p.is_file():
+            raise ValueError(f"{name}: no such file.")
+        if p.stat().st_size == 0:
+            raise ValueError(f"{name}: the file is empty.")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(p)
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise ValueError(f"{name}: {img.width}×{img.height} pixels is over the limit of "
+                                     f"{MAX_IMAGE_PIXELS:,}; downscale it first.")
+                img.load()
+        except ValueError:
+            raise
+        except UnidentifiedImageError:
+            raise ValueError(f"{name}: not an image file PIL can read.") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ValueError(f"{name}: refused as a possible decompression bomb ({e}).") from None
+        except (OSError, SyntaxError) as e:
+            raise ValueError(f"{name}: cannot decode the image (truncated or corrupt?): {e}.") from None
+    else:
+        raise ValueError(f"cannot read a {name} as an image: give a file path or a PIL image.")
+    if img.width < 1 or img.height < 1:
+        raise ValueError(f"{name}: the image has no pixels.")
+    src = f"{img.mode} {img.width}×{img.height}"
+    img = ImageOps.exif_transpose(img)
+    steps = []
+    if (img.width, img.height) != (w, h):
+        steps.append(f"centre-crop to {w}:{h} and Lanczos resize to {w}×{h}")
+        if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F", "P"):
+            img = img.convert("F" if img.mode != "P" else "RGBA")
+        img = ImageOps.fit(img, (w, h), method=Image.Resampling.LANCZOS)
+    a, conv = _to_unit_array(img, c)
+    steps = conv + steps
+    levels = np.rint(a * (num_levels - 1)).clip(0, num_levels - 1).astype(np.int64)
+    steps.append(f"nearest of {num_levels} levels")
+    return LoadedImage(torch.from_numpy(levels).permute(2, 0, 1).contiguous(), f"{src}: " + ", ".join(steps))
+
+
+def _array_to_levels(a: np.ndarray, data_shape: Sequence[int], num_levels: int) -> torch.Tensor:
+    shape = tuple(int(v) for v in data_shape)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"image arrays must hold numbers, got dtype {a.dtype}.")
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ValueError("the image array contains NaN or inf values.")
+        if not np.array_equal(a, np.round(a)):
+            raise ValueError(f"image arrays must hold integer levels in [0, {num_levels}); got non-integer "
+                             f"values. Quantize first, e.g. round(x * {num_levels - 1}) for x in [0, 1].")
+    if len(shape) == 3:
+        c, h, w = shape
+        if a.shape == (h, w) and c == 1 or a.shape in ((c, h, w), (h, w, c)):
+            a = a[None]
+        if a.ndim == 3 and a.shape[1:] == (h, w) and c == 1:
+            a = a[:, None]
+        elif a.ndim == 4 and a.shape[1:] == (h, w, c) and a.shape[1:] != (c, h, w):
+            a = a.transpose(0, 3, 1, 2)
+        if a.ndim != 4 or a.shape[1:] != (c, h, w):
+            raise ValueError(f"image array of shape {a.shape} does not fit the model's (C, H, W) = {shape}: give "
+                             f"(B, {h}, {w})" + (" or" if c == 1 else "") + f" (B, {h}, {w}, {c}) or (B, {c}, {h}, {w}).")
+    else:
+        if a.shape == shape:
+            a = a[None]
+        if a.shape[1:] != shape:
+            raise ValueError(f"array of shape {a.shape} does not fit the model's data shape (B, *{shape}).")
+    if a.shape[0] == 0:
+        raise ValueError("empty batch: give at least one image.")
+    lo, hi = a.min(), a.max()
+    if lo < 0 or hi >= num_levels:
+        raise ValueError(f"levels must lie in [0, {num_levels}) for this model, got values in [{lo:g}, {hi:g}]. "
+                         f"For 8-bit images pass files or PIL images, which are converted.")
+    return torch.from_numpy(np.ascontiguousarray(a).astype(np.int64))
+
+
+def to_levels(images: Any, *, data_shape: Sequence[int], num_levels: int) -> tuple[torch.Tensor, list[str]]:
+    """Turn a batch of pictures into model levels ``(B, *data_shape)`` (long, in [0, K)).
+
+    Args:
+        images: an integer array or tensor (see the module docstring), a PIL image, a file path, or a
+            list of PIL images and paths.
+        data_shape: the model's data shape, ``(C, H, W)`` for images.
+        num_levels: K.
+
+    Returns:
+        ``(levels, transforms)``: the levels and, per image, the transform applied (``"array"`` for arrays).
+
+    Raises:
+        ValueError: a bad shape, non-integer or out-of-range values, NaN/inf, an empty batch, or a file
+            that cannot be read (the message names it).
+    """
+    if torch.is_tensor(images):
+        images = images.detach().cpu().numpy()
+    if isinstance(images, np.ndarray):
+        levels = _array_to_levels(images, data_shape, num_levels)
+        return levels, ["array"] * levels.shape[0]
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        images = [images]
+    if not isinstance(images, (list, tuple)):
+        raise ValueError(f"cannot read images from a {type(images).__name__}: give an integer array, PIL images "
+                         "or file paths.")
+    if len(images) == 0:
+        raise ValueError("empty batch: give at least one image.")
+    if len(data_shape) != 3:
+        raise ValueError(f"this model's data are not images (shape {tuple(data_shape)}): pass an array.")
+    loaded = [load_image(item, data_shape=data_shape, num_levels=num_levels) for item in images]
+    return torch.stack([li.levels for li in loaded]), [li.transform for li in loaded]
+
+
+def levels_to_uint8(levels: torch.Tensor, num_levels: int) -> np.ndarray:
+    """Levels ``(B, C, H, W)`` to 8-bit pictures ``(B, H, W, C)``: ``round(255 k / (K - 1))``, the inverse of
+    the quantisation of :func:`load_image`."""
+    a = torch.round(levels.double() * 255.0 / (num_levels - 1)).clamp(0, 255).to(torch.uint8)
+    return a.permute(0, 2, 3, 1).cpu().numpy()
