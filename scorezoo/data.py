@@ -2,13 +2,25 @@
 
 One documented transform for every picture a user brings (:func:`load_image`):
 
-1. EXIF orientation is applied (a phone photo is scored the way it is shown);
-2. transparency is composited onto black (level 0, the background of the digits data);
-3. the picture is converted to the model's channels (``L`` for 1 channel, ``RGB`` for 3); 16-bit and
-   32-bit grayscale are rescaled from their full range to 8 bits;
-4. if its size differs from the model's, it is centre-cropped to the model's aspect ratio and resized
-   with a Lanczos (antialiasing) filter (:func:`PIL.ImageOps.fit`);
-5. each 8-bit value ``v`` becomes the nearest of ``K`` evenly spaced levels: ``round(v (K - 1) / 255)``.
+1. the file is checked before it is decoded: missing, empty, not an image, or over
+   :data:`MAX_IMAGE_PIXELS` pixels (a decompression bomb is refused from its header, never decoded) is an
+   error naming the file; a truncated or corrupt file is an error too, never a partly decoded picture
+   (PIL's ``LOAD_TRUNCATED_IMAGES`` is not used);
+2. EXIF orientation is applied (a phone photo is scored the way it is shown);
+3. transparency (an alpha channel or a palette/tRNS transparent colour) is composited onto black, level 0,
+   the background of the digits data (onto white when ``invert=True``, so that it still ends up black);
+4. the picture is converted to the model's channels (``L`` for 1 channel, ``RGB`` for 3, with PIL's
+   ITU-R 601-2 luma for colour to gray); 16-bit and 32-bit integer grayscale are read on [0, 65535] and
+   float grayscale on [0, 1], at full precision (not truncated to 8 bits first);
+5. if its size differs from the model's, it is centre-cropped to the model's aspect ratio and resized
+   with a Lanczos (antialiasing) filter (:func:`PIL.ImageOps.fit`), after the conversion of step 4 so
+   that palette and bilevel pictures are filtered too rather than resized by nearest neighbour;
+6. with ``invert=True`` each value ``v`` in [0, 1] becomes ``1 - v`` (dark ink on white paper becomes the
+   bright-on-dark convention of the digits data);
+7. each value ``v`` in [0, 1] becomes the nearest of ``K`` evenly spaced levels: ``round(v (K - 1))``
+   (for 8-bit input, ``round(v8 (K - 1) / 255)``).
+
+The steps actually taken are returned as text with every picture (:class:`LoadedImage`).
 
 Arrays are taken as levels already: integers in [0, K), shaped ``(B, H, W)``, ``(B, H, W, C)`` or
 ``(B, C, H, W)`` (a single ``(H, W)`` image is a batch of one).
@@ -26,10 +38,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["load_image", "to_levels", "levels_to_uint8", "LoadedImage", "MAX_IMAGE_PIXELS"]
+__all__ = ["load_image", "to_levels", "levels_to_uint8", "LoadedImage", "MAX_IMAGE_PIXELS",
+           "background_is_light"]
 
-#: pictures larger than this are refused (PIL's decompression-bomb guard raised to an error)
+#: pictures larger than this are refused from their header, before decoding (a 4000×3000 photo is 12M)
 MAX_IMAGE_PIXELS = 64_000_000
+#: full-scale value of the high-bit-depth grayscale modes, read without first truncating to 8 bits
+_HIGH_DEPTH = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+_ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 
 
 @dataclass
@@ -44,91 +60,111 @@ def _name(item: Any) -> str:
     return str(item) if isinstance(item, (str, os.PathLike)) else type(item).__name__
 
 
-def _to_unit_array(img: Image.Image, channels: int) -> tuple[np.ndarray, list[str]]:
-    """``(H, W, C)`` float array in [0, 1] and the steps taken."""
-    steps = []
-    mode = img.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        full = 65535.0 if mode.startswith("I;16") else max(float(a.max()), 1.0) if mode == "I" else 1.0
-        steps.append(f"{mode} scaled from [0, {full:g}] to 8 bits")
-        a = np.clip(a / full, 0, 1)[..., None]
-        if channels == 3:
-            a = np.repeat(a, 3, axis=2)
-        return a, steps
-    if mode == "P" and "transparency" in img.info or mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+def _open(path: Path, name: str) -> Image.Image:
+    """Open and fully decode ``path``; every way a file can be bad becomes one ``ValueError`` naming it."""
+    if path.is_dir():
+        raise ValueError(f"{name}: is a folder, not a picture file.")
+    if not path.is_file():
+        raise ValueError(f"{name}: no such file.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{name}: the file is empty.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            # the header gives the size: refuse a bomb here, before any pixel is decompressed
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"{name}: {img.width}×{img.height} pixels is over the limit of "
+                                 f"{MAX_IMAGE_PIXELS:,} (a possible decompression bomb); downscale it first.")
+            img.load()
+    except ValueError:
+        raise
+    except UnidentifiedImageError:
+        raise ValueError(f"{name}: not an image file that PIL can read.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"{name}: refused as a possible decompression bomb ({e}).") from None
+    except (OSError, SyntaxError, EOFError) as e:
+        raise ValueError(f"{name}: cannot decode the image (truncated or corrupt?): {e}.") from None
+    return img
+
+
+def _to_channels(img: Image.Image, channels: int, invert: bool) -> tuple[Image.Image, float, list[str]]:
+    """Step 3-4 of the module docstring: ``(picture in mode L, RGB or F, its full-scale value, steps)``."""
+    mode, steps = img.mode, []
+    if mode in _HIGH_DEPTH:
+        full = _HIGH_DEPTH[mode]
+        steps.append(f"{mode} read on [0, {full:g}]" + (", gray→RGB" if channels == 3 else ""))
+        return (img if mode == "F" else img.convert("F")), full, steps
+    if mode in _ALPHA_MODES or "transparency" in img.info:
         rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(bg, rgba)
-        steps.append(f"{mode} alpha composited on black")
+        bg = (255, 255, 255, 255) if invert else (0, 0, 0, 255)
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, bg), rgba)
+        steps.append(f"{mode} transparency composited on {'white' if invert else 'black'}")
     target = "L" if channels == 1 else "RGB"
     if img.mode != target:
-        steps.append(f"{img.mode if not steps else 'RGBA'}→{target}")
+        steps.append(f"{img.mode}→{target}")
         img = img.convert(target)
-    a = np.asarray(img, dtype=np.float64) / 255.0
-    if a.ndim == 2:
-        a = a[..., None]
-    return a, steps
+    return img, 255.0, steps
 
 
-def load_image(item: Any, *, data_shape: Sequence[int], num_levels: int) -> LoadedImage:
+def load_image(item: Any, *, data_shape: Sequence[int], num_levels: int, invert: bool = False) -> LoadedImage:
     """Decode one picture (path, PIL image) into model levels ``(C, H, W)``; see the module docstring.
 
     Args:
         item: a file path (str or PathLike) or a :class:`PIL.Image.Image`.
         data_shape: the model's ``(C, H, W)``, C in {1, 3}.
         num_levels: K.
+        invert: map each value ``v`` to ``1 - v`` (for dark ink on light paper; step 6).
 
     Returns:
         :class:`LoadedImage`.
 
     Raises:
-        ValueError: a file that is missing, empty, not an image, truncated, or larger than
-            :data:`MAX_IMAGE_PIXELS`; the message names the file.
+        ValueError: a file that is missing, empty, not an image, truncated or corrupt, or larger than
+            :data:`MAX_IMAGE_PIXELS`, or an image PIL cannot convert; the message names the file.
     """
     c, h, w = (int(v) for v in data_shape)
+    if c not in (1, 3):
+        raise ValueError(f"image models have 1 or 3 channels; this one has data shape {tuple(data_shape)}.")
     name = _name(item)
-    if isinstance(item, Image.Image):
+    if isinstance(item, (str, os.PathLike)):
+        img = _open(Path(item), name)
+    elif isinstance(item, Image.Image):
         img = item
-    elif isinstance(item, (str, os.PathLike)):
-        p = Path(item)
-        if not p.is_file():
-            raise ValueError(f"{name}: no such file.")
-        if p.stat().st_size == 0:
-            raise ValueError(f"{name}: the file is empty.")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(p)
-                if img.width * img.height > MAX_IMAGE_PIXELS:
-                    raise ValueError(f"{name}: {img.width}×{img.height} pixels is over the limit of "
-                                     f"{MAX_IMAGE_PIXELS:,}; downscale it first.")
-                img.load()
-        except ValueError:
-            raise
-        except UnidentifiedImageError:
-            raise ValueError(f"{name}: not an image file PIL can read.") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ValueError(f"{name}: refused as a possible decompression bomb ({e}).") from None
-        except (OSError, SyntaxError) as e:
-            raise ValueError(f"{name}: cannot decode the image (truncated or corrupt?): {e}.") from None
     else:
         raise ValueError(f"cannot read a {name} as an image: give a file path or a PIL image.")
     if img.width < 1 or img.height < 1:
         raise ValueError(f"{name}: the image has no pixels.")
-    src = f"{img.mode} {img.width}×{img.height}"
-    img = ImageOps.exif_transpose(img)
-    steps = []
-    if (img.width, img.height) != (w, h):
-        steps.append(f"centre-crop to {w}:{h} and Lanczos resize to {w}×{h}")
-        if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F", "P"):
-            img = img.convert("F" if img.mode != "P" else "RGBA")
-        img = ImageOps.fit(img, (w, h), method=Image.Resampling.LANCZOS)
-    a, conv = _to_unit_array(img, c)
-    steps = conv + steps
+    src, steps = f"{img.mode} {img.width}×{img.height}", []
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+        img = ImageOps.exif_transpose(img)
+        if orientation not in (1, None):
+            steps.append(f"EXIF orientation {orientation} applied")
+        img, full, conv = _to_channels(img, c, invert)
+        steps += conv
+        if (img.width, img.height) != (w, h):
+            steps.append(f"centre-crop to {w}:{h} and Lanczos resize to {w}×{h}")
+            img = ImageOps.fit(img, (w, h), method=Image.Resampling.LANCZOS)
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ValueError(f"{name}: cannot convert this {src} image: {e}.") from None
+    a = np.clip(np.asarray(img, dtype=np.float64) / full, 0.0, 1.0)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], c, axis=2)
+    if invert:
+        a = 1.0 - a
+        steps.append("inverted (v → 1 − v)")
     levels = np.rint(a * (num_levels - 1)).clip(0, num_levels - 1).astype(np.int64)
     steps.append(f"nearest of {num_levels} levels")
     return LoadedImage(torch.from_numpy(levels).permute(2, 0, 1).contiguous(), f"{src}: " + ", ".join(steps))
+
+
+def background_is_light(levels: torch.Tensor, num_levels: int) -> bool:
+    """Whether the border of one picture ``(C, H, W)`` of levels is mostly bright (mean over the outermost
+    pixels above half of the top level): the sign of dark ink on light paper, the opposite of the digits
+    data. Used to suggest ``invert``, never to apply it silently."""
+    border = torch.cat([levels[..., 0, :], levels[..., -1, :], levels[..., :, 0], levels[..., :, -1]], dim=-1)
+    return bool(border.double().mean() > (num_levels - 1) / 2)
 
 
 def _array_to_levels(a: np.ndarray, data_shape: Sequence[int], num_levels: int) -> torch.Tensor:
@@ -166,7 +202,8 @@ def _array_to_levels(a: np.ndarray, data_shape: Sequence[int], num_levels: int) 
     return torch.from_numpy(np.ascontiguousarray(a).astype(np.int64))
 
 
-def to_levels(images: Any, *, data_shape: Sequence[int], num_levels: int) -> tuple[torch.Tensor, list[str]]:
+def to_levels(images: Any, *, data_shape: Sequence[int], num_levels: int,
+              invert: bool = False) -> tuple[torch.Tensor, list[str]]:
     """Turn a batch of pictures into model levels ``(B, *data_shape)`` (long, in [0, K)).
 
     Args:
@@ -174,6 +211,7 @@ def to_levels(images: Any, *, data_shape: Sequence[int], num_levels: int) -> tup
             list of PIL images and paths.
         data_shape: the model's data shape, ``(C, H, W)`` for images.
         num_levels: K.
+        invert: for pictures (not arrays), map each value ``v`` in [0, 1] to ``1 - v`` (see :func:`load_image`).
 
     Returns:
         ``(levels, transforms)``: the levels and, per image, the transform applied (``"array"`` for arrays).
@@ -196,7 +234,7 @@ def to_levels(images: Any, *, data_shape: Sequence[int], num_levels: int) -> tup
         raise ValueError("empty batch: give at least one image.")
     if len(data_shape) != 3:
         raise ValueError(f"this model's data are not images (shape {tuple(data_shape)}): pass an array.")
-    loaded = [load_image(item, data_shape=data_shape, num_levels=num_levels) for item in images]
+    loaded = [load_image(item, data_shape=data_shape, num_levels=num_levels, invert=invert) for item in images]
     return torch.stack([li.levels for li in loaded]), [li.transform for li in loaded]
 
 

@@ -134,6 +134,16 @@ class SDE(ABC):
         sq = z.flatten(1).pow(2).sum(1)
         return -0.5 * d * math.log(2 * math.pi * s2) - 0.5 * sq / s2
 
+    def rho(self, t: torch.Tensor) -> torch.Tensor:
+        """Noise-to-signal ratio ``rho_t = sigma_t / alpha_t`` ``(B,)``: the noise level of ``y = x / alpha_t``
+        (Karras et al. 2022's sigma; the log-SNR is ``-2 log rho``). Increasing in t."""
+        alpha, sigma = self.alpha_sigma(t)
+        return sigma / alpha
+
+    @abstractmethod
+    def rho_inverse(self, rho: torch.Tensor) -> torch.Tensor:
+        """The time ``t`` with ``rho_t = rho`` (closed form), ``(B,)``."""
+
     def likelihood_weighting(self, t: torch.Tensor) -> torch.Tensor:
         """The likelihood weighting lambda(t) = g(t)^2 (MLE Thm. 1), shape ``(B,)``."""
         return self.diffusion(t) ** 2
@@ -261,6 +271,10 @@ class VPSDE(_BetaSchedule):
     def _is_cdf(self, t):
         return _log_expm1(self.int_beta(t))
 
+    def rho_inverse(self, rho):
+        # rho^2 = e^B - 1
+        return self._int_beta_inverse(torch.log1p(rho**2))
+
     def _is_cdf_inverse(self, y):
         # e^B - 1 = e^y  =>  B = softplus(y)
         return self._int_beta_inverse(torch.nn.functional.softplus(y))
@@ -286,6 +300,10 @@ class SubVPSDE(_BetaSchedule):
     def _is_cdf(self, t):
         b = self.int_beta(t)
         return 2 * _log_expm1(b) - b
+
+    def rho_inverse(self, rho):
+        # rho = (1 - e^-B) e^{B/2} = 2 sinh(B/2)
+        return self._int_beta_inverse(2 * torch.asinh(0.5 * rho))
 
     def _is_cdf_inverse(self, y):
         return self._int_beta_inverse(2 * torch.asinh(0.5 * torch.exp(0.5 * y)))
@@ -326,6 +344,9 @@ class VESDE(SDE):
 
     def _is_cdf(self, t):
         return 2 * self._log_ratio * t
+
+    def rho_inverse(self, rho):
+        return torch.log(rho / self.sigma_min) / self._log_ratio
 
     def _is_cdf_inverse(self, y):
         return y / (2 * self._log_ratio)

@@ -93,3 +93,10 @@ def test_get_sde_round_trip_and_errors():
         VPSDE(5.0, 1.0)
     with pytest.raises(ValueError, match="eps"):
         VPSDE().importance_normalizer(0.0)
+
+
+def test_rho_inverse_inverts_rho(sde):
+    t = torch.tensor([1e-5, 1e-3, 0.1, 0.5, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(sde.rho_inverse(sde.rho(t)), t, rtol=1e-9, atol=1e-12)
+    alpha, sigma = sde.alpha_sigma(t)
+    torch.testing.assert_close(sde.rho(t), sigma / alpha)

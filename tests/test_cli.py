@@ -1,0 +1,180 @@
+"""The command line: `scorezoo list | bpd | sample`, its output, exit codes and one-line errors."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scorezoo import cli
+from tests.fixtures_images import CORPUS, make_corpus
+from tests.helpers import tiny_mlp_pipeline, tiny_unet_pipeline
+from tests.test_hub import fake_zoo  # noqa: F401 (fixture)
+
+# a fixed-step solve: these tests are about the command line, not about accuracy
+FAST = ["--method", "euler", "--step-size", "0.25"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Tiny networks run faster on one thread than on a CPU shared with other work."""
+    monkeypatch.delenv("SCOREZOO_DEBUG", raising=False)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    pipe = tiny_unet_pipeline()
+    pipe.extra_config["dataset"] = "digits"
+    pipe.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_list_shows_every_model_with_its_status(fake_zoo, capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[1:4]}
+    assert set(rows) == {"cached-one", "remote-one", "tiny-zoo"}
+    assert rows["tiny-zoo"].split()[1] == "*" and rows["tiny-zoo"].endswith("bundled")
+    assert rows["cached-one"].endswith("cached") and rows["remote-one"].endswith("remote")
+    assert "scorezoo/remote-one" in rows["remote-one"] and "1.950 ± 0.020" in rows["remote-one"]
+    assert "12,345" in rows["remote-one"] and "8x8x1" in rows["remote-one"]
+    code, out, _ = run(capsys, "list", "--json")
+    data = json.loads(out)
+    assert [d["status"] for d in data] == ["cached", "remote", "bundled"] and data[2]["bpd_ode"] == 1.95
+    (fake_zoo["cards"] / "broken.md").write_text("---\nscorezoo: [1, 2\n---\n")
+    code, out, err = run(capsys, "list")
+    assert code == 1 and "broken.md" in err and "tiny-zoo" in out
+
+
+def test_bpd_on_the_corpus(model_dir, corpus, capsys):
+    """Every good file gets bits/dim with its preprocessing, every bad one one line naming it; the batch goes
+    on past broken files, exits 1, and a file scores the same alone as among broken ones."""
+    files = [corpus[n] for n in sorted(CORPUS)]
+    code, out, err = run(capsys, "bpd", *files, "--model", model_dir, "--num-repeats", "2", "--json", *FAST)
+    assert code == 1
+    res = json.loads(out)
+    good = sorted(str(corpus[n]) for n, m in CORPUS.items() if m is None)
+    assert sorted(r["input"] for r in res["results"]) == good
+    assert sorted(f["input"] for f in res["failed"]) == sorted(str(corpus[n]) for n, m in CORPUS.items() if m)
+    for r in res["results"]:
+        # 4 Euler steps of 0.25 over [eps, 1] per draw, 2 draws
+        assert np.isfinite(r["bpd"]) and r["stderr"] > 0 and r["nfe"] == 8
+        assert r["transform"].endswith("nearest of 17 levels")
+    errors = [line for line in err.splitlines() if line.startswith("scorezoo: error:")]
+    for name, match in CORPUS.items():
+        if match:
+            line = next(e for e in errors if str(corpus[name]) in e)
+            assert re.search(match, line)
+    assert "scorezoo: 4 of 12 inputs failed" in err
+    assert res["mean_bpd"] == pytest.approx(np.mean([r["bpd"] for r in res["results"]]))
+    code, out, _ = run(capsys, "bpd", corpus["rgba.png"], "--model", model_dir, "--num-repeats", "2", "--json", *FAST)
+    alone = json.loads(out)["results"][0]
+    assert code == 0 and alone["bpd"] == next(r for r in res["results"] if r["input"] == alone["input"])["bpd"]
+
+
+def test_bpd_table_default_model_and_invert_hint(fake_zoo, tmp_path, capsys):
+    """Without --model the card's default model is used; the table states model, estimator and transform;
+    a light background is pointed out (never inverted silently) and --invert inverts."""
+    a = np.full((16, 16), 255, np.uint8)
+    a[2:14, 7:9] = 0
+    Image.fromarray(a).save(tmp_path / "ink.png")
+    pipe_cfg = fake_zoo["bundled"] / "tiny-zoo" / "pipeline_config.json"
+    pipe_cfg.write_text(pipe_cfg.read_text().replace('"dataset": "test"', '"dataset": "digits"'))
+    code, out, err = run(capsys, "bpd", tmp_path / "ink.png", "-k", "1", *FAST)
+    assert code == 0
+    assert out.startswith("model      tiny-zoo (bundled copy")
+    assert "transform  EXIF orientation, transparency over black, L, centre-crop + Lanczos resize to 8×8" in out
+    row = next(line for line in out.splitlines() if line.startswith(str(tmp_path / "ink.png")))
+    assert "L 16×16: centre-crop to 8:8 and Lanczos resize to 8×8, nearest of 17 levels" in row
+    assert "—" in row  # no standard error from a single draw
+    assert "light background" in err and "--invert" in err
+    code, out, err = run(capsys, "bpd", tmp_path / "ink.png", "-k", "1", "--invert", *FAST)
+    assert code == 0 and "light background" not in err and "inverted (v → 1 − v)" in out
+    code, out, err = run(capsys, "bpd", tmp_path / "ink.png", "-k", "1", "--quiet", *FAST)
+    assert err == ""
+
+
+def test_bpd_held_out_digits(model_dir, capsys):
+    pytest.importorskip("sklearn")
+    code, out, _ = run(capsys, "bpd", "--digits", "2", "--model", model_dir, "-k", "1", "--json", *FAST)
+    assert code == 0 and [r["input"] for r in json.loads(out)["results"]] == ["digits[0]", "digits[6]"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["bpd"], ["bpd", "x.png", "--num-repeats", "0"], ["bpd", "x.png", "--divergence", "sometimes"],
+    ["bpd", "x.png", "--step-size", "0.1"], ["sample", "-o", "grid.xyz"], ["frobnicate"], [],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    code = cli.main(argv)
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_model_errors_are_one_line(tmp_path, model_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run(capsys, "bpd", "x.png", "--model", tmp_path / "missing")
+    assert code == 1 and err.count("\n") == 1 and "no model folder" in err
+    code, _, err = run(capsys, "bpd", "x.png", "--model", "nobody/nothing")
+    assert code == 1 and err.count("\n") == 1 and "huggingface-cli download nobody/nothing" in err
+    bad = tmp_path / "bad"
+    tiny_unet_pipeline().save_pretrained(bad)
+    w = bad / "network" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:500])
+    code, _, err = run(capsys, "sample", "--model", bad, "-o", tmp_path / "g.png")
+    assert code == 1 and err.count("\n") == 1 and "truncated or corrupt" in err
+    code, _, err = run(capsys, "bpd", "x.png", "--model", _save(tiny_mlp_pipeline(), tmp_path / "mlp"))
+    assert code == 1 and "continuous data" in err
+
+
+def _save(pipe, folder):
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_sample_writes_a_grid(model_dir, tmp_path, capsys):
+    code, out, _ = run(capsys, "sample", "--model", model_dir, "-n", "5", "--sampler", "em", "--steps", "3",
+                       "--seed", "1", "-o", tmp_path / "grid.png")
+    assert code == 0 and out.startswith(f"wrote {tmp_path / 'grid.png'}: 5 samples")
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.mode == "L" and grid.size == (3 * 66 + 2, 2 * 66 + 2)  # 3 columns of 8×8 tiles ×8, 2-px gutters
+    code, _, _ = run(capsys, "sample", "--model", model_dir, "-n", "5", "--sampler", "em", "--steps", "3",
+                     "--seed", "1", "-o", tmp_path / "again.png")
+    assert np.array_equal(np.asarray(grid), np.asarray(Image.open(tmp_path / "again.png")))
+    code, _, _ = run(capsys, "sample", "--model", model_dir, "-n", "2", "--sampler", "pc", "--steps", "2",
+                     "-o", tmp_path / "s.npy")
+    assert code == 0 and np.load(tmp_path / "s.npy").shape == (2, 1, 8, 8)
+    code, _, _ = run(capsys, "sample", "--model", _save(tiny_mlp_pipeline(), tmp_path / "mlp"), "-n", "50",
+                     "--sampler", "em", "--steps", "3", "-o", tmp_path / "points.png")
+    assert code == 0 and Image.open(tmp_path / "points.png").size == (256, 256)
+
+
+def test_unexpected_errors_one_line_unless_debug(model_dir, tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+    monkeypatch.setattr(cli.ScorePipeline, "__call__", broken)
+    argv = ["sample", "--model", str(model_dir), "-o", str(tmp_path / "g.png")]
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and err.startswith("scorezoo: internal error: TypeError: a bug") and err.count("\n") == 1
+    with pytest.raises(TypeError, match="a bug"):
+        cli.main([*argv, "--debug"])
+    monkeypatch.setenv("SCOREZOO_DEBUG", "1")
+    with pytest.raises(TypeError, match="a bug"):
+        cli.main(argv)

@@ -1,0 +1,146 @@
+"""Names to models: the registry read from cards, the HF cache without network, the bundled fallback, and a
+real download through huggingface_hub from a loopback Hub."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+import torch
+
+from scorezoo import ScorePipeline, zoo
+from scorezoo.zoo import ModelNotFoundError, default_model, parse_card, registry, resolve_pretrained
+from tests.fixtures_hub import FakeHub, Repo, card, make_zoo
+from tests.helpers import fill_hf_cache, tiny_unet_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = np.array([[[0, 3, 16, 9, 0, 0, 0, 0]] * 8])
+
+
+@pytest.fixture
+def fake_zoo(tmp_path, monkeypatch):
+    paths = make_zoo(tmp_path, tiny_unet_pipeline())
+    monkeypatch.setattr(zoo, "BUNDLED_DIR", paths["bundled"])
+    monkeypatch.setattr(zoo, "CARDS_DIR", paths["cards"])
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(paths["hub"]))
+    return paths
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every connection attempt fails, as on a machine without network."""
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled by the test")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+EXPECTED = {"name": "tiny-zoo", "repo_id": "scorezoo/tiny-zoo", "sde": "vp", "weighting": "likelihood+is",
+            "dataset": "digits", "resolution": "8x8x1", "parameters": 12345, "bpd_ode": 1.95,
+            "bpd_ode_stderr": 0.02, "bpd_bound": 2.1, "bpd_bound_stderr": None,
+            "eval_split": "i % 6 == 0 (300 images)", "default": True}
+
+
+def test_card_front_matter_with_and_without_pyyaml(monkeypatch):
+    """The fallback parser reads the scorezoo mapping exactly as PyYAML does (so the core install needs no
+    YAML library)."""
+    text = card("tiny-zoo", default=True)
+    assert parse_card(text) == EXPECTED
+    monkeypatch.setitem(sys.modules, "yaml", None)  # `import yaml` now raises ImportError
+    assert parse_card(text) == EXPECTED
+    assert parse_card("# no front matter\n") == {}
+
+
+def test_registry_status_from_bundle_cache_and_cards(fake_zoo):
+    entries, problems = registry()
+    assert problems == []
+    assert [(e.name, e.status) for e in entries] == [
+        ("cached-one", "cached"), ("remote-one", "remote"), ("tiny-zoo", "bundled")]
+    assert default_model(entries) == "tiny-zoo"
+    assert entries[2].card == str(fake_zoo["bundled"] / "tiny-zoo" / "README.md")
+    # a cache that lacks the weights does not count as cached
+    (Path(resolve_pretrained("scorezoo/cached-one")) / "network" / "model.safetensors").unlink()
+    assert {e.name: e.status for e in registry()[0]}["cached-one"] == "remote"
+
+
+def test_registry_skips_a_broken_card_and_lists_the_rest(fake_zoo):
+    (fake_zoo["cards"] / "broken.md").write_text("---\nscorezoo: [not, a, mapping\n---\n")
+    (fake_zoo["cards"] / "notes.md").write_text("plain markdown, no front matter\n")
+    entries, problems = registry()
+    assert len(entries) == 3 and len(problems) == 1 and "broken.md" in problems[0]
+
+
+def test_cache_and_bundled_copy_load_while_every_network_call_fails(fake_zoo, no_network):
+    """Without HF_HUB_OFFLINE: a repo id in the HF cache loads from it, a bundled zoo name falls back to the
+    bundled copy, and anything else is one line saying where it looked."""
+    pipe = tiny_unet_pipeline()
+    cached = ScorePipeline.from_pretrained("scorezoo/cached-one")
+    assert Path(resolve_pretrained("cached-one")).is_relative_to(fake_zoo["hub"])
+    assert resolve_pretrained("tiny-zoo") == fake_zoo["bundled"] / "tiny-zoo"
+    bundled = ScorePipeline.from_pretrained("scorezoo/tiny-zoo")
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for loaded in (cached, bundled):
+        assert torch.equal(loaded.score(x, 0.5), pipe.score(x, 0.5))
+    with pytest.raises(ModelNotFoundError) as e:
+        resolve_pretrained("remote-one")
+    msg = str(e.value)
+    assert "\n" not in msg and "scorezoo/remote-one" in msg and "huggingface-cli download" in msg
+    assert "bundled: tiny-zoo" in msg
+    with pytest.raises(ModelNotFoundError):  # a bundled copy stands for the default revision only
+        resolve_pretrained("tiny-zoo", revision="v2")
+
+
+def _run(args, env, cwd):
+    return subprocess.run([sys.executable, *args], env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                        "OMP_NUM_THREADS": "1", "HF_HUB_DISABLE_XET": "1",
+                                                        "HF_HUB_DISABLE_TELEMETRY": "1", **env},
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_download_through_loopback_hub_then_offline(tmp_path):
+    """`scorezoo bpd --model owner/name --revision v1` downloads through huggingface_hub's real path (model info,
+    tree, HEAD + GET of each file) from a loopback Hub, skips the repo's pickle, and gives the bits/dim of the
+    same model loaded locally; afterwards the cache alone serves it with HF_HUB_OFFLINE=1."""
+    pipe = tiny_unet_pipeline()
+    pipe.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "pytorch_model.bin").write_bytes(b"a pickle that must never be fetched")
+    commit = "c" * 40
+    pickles_only = {"pipeline_config.json": (tmp_path / "m" / "pipeline_config.json").read_bytes(),
+                    "network/config.json": (tmp_path / "m" / "network" / "config.json").read_bytes(),
+                    "network/pytorch_model.bin": b"pickle"}
+    repos = {"someone/tiny": Repo.from_folder(tmp_path / "m", commit, ("main", "v1")),
+             "someone/pickles": Repo(pickles_only, "d" * 40)}
+    np.save(tmp_path / "digits.npy", DIGITS)
+    from PIL import Image
+    Image.fromarray(np.rint(DIGITS[0] * 255 / 16).astype(np.uint8)).save(tmp_path / "d.png")
+    cli = ["-m", "scorezoo.cli", "bpd", "d.png", "--model", "someone/tiny", "--revision", "v1", "--json",
+           "--num-repeats", "1", "--method", "euler", "--step-size", "0.25", "--quiet"]
+    env = {"HF_HUB_CACHE": str(tmp_path / "cache")}
+    with FakeHub(repos) as hub:
+        first = _run(cli, {**env, "HF_ENDPOINT": hub.url}, tmp_path)
+        bad = _run(["-m", "scorezoo.cli", "bpd", "d.png", "--model", "someone/pickles"],
+                   {**env, "HF_ENDPOINT": hub.url}, tmp_path)
+        missing = _run(["-m", "scorezoo.cli", "bpd", "d.png", "--model", "someone/nothing"],
+                       {**env, "HF_ENDPOINT": hub.url}, tmp_path)
+    assert first.returncode == 0, first.stderr
+    paths = [p for _, p in hub.requests]
+    assert "/api/models/someone/tiny/revision/v1" in paths
+    assert ("GET", f"/someone/tiny/resolve/{commit}/network/model.safetensors") in hub.requests
+    assert not any(p.endswith(".bin") for p in paths)
+    got = json.loads(first.stdout)["results"][0]["bpd"]
+    expected = pipe.bits_per_dim(DIGITS, generator=torch.Generator().manual_seed(0), method="euler",
+                                 options={"step_size": 0.25}).bpd[0].item()
+    assert got == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    # refused and missing models: exit 1, one line, no traceback
+    for r, match in ((bad, "model.safetensors"), (missing, "not found")):
+        assert r.returncode == 1 and match in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    # the Hub is gone: the cache answers for the revision it recorded
+    again = _run(cli, {**env, "HF_HUB_OFFLINE": "1"}, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["results"][0]["bpd"] == got
