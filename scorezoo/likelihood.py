@@ -45,6 +45,9 @@ class LikelihoodResult:
         delta_logp: ``(B,)`` integral of the drift's divergence from eps to T, in nats.
         nfe: number of ODE function evaluations (each is one score evaluation of the batch).
         z: ``(B, *S)`` the end point x_T of the ODE.
+        times: ``(N,)`` the times asked for with ``times=``, else ``None``.
+        delta_logp_path: ``(N, B)`` the divergence integral from eps to each of ``times`` (nats), else ``None``;
+            its value at T is ``delta_logp``.
     """
 
     logp: torch.Tensor
@@ -52,6 +55,8 @@ class LikelihoodResult:
     delta_logp: torch.Tensor
     nfe: int
     z: torch.Tensor
+    times: torch.Tensor | None = None
+    delta_logp_path: torch.Tensor | None = None
 
 
 def _check_x(x: torch.Tensor) -> None:
@@ -94,6 +99,7 @@ def divergence_fn(
     *,
     probes: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    reduce: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The score and its divergence ``div_x s(x, t)`` per sample.
 
@@ -107,25 +113,30 @@ def divergence_fn(
     Args:
         score_fn: ``(B, *S), (B,) -> (B, *S)``.
         x: ``(B, *S)``; t: ``(B,)``.
+        probes: Hutchinson probes, or ``None`` for the exact divergence.
+        chunk_size: dimensions per replicated batch (exact divergence only).
+        reduce: ``False`` returns the per-dimension terms ``(B, *S)`` that sum to the divergence: the
+            Jacobian's diagonal (exact) or ``mean_p v_p * (v_p^T ds/dx)`` (Hutchinson).
 
     Returns:
-        ``(score (B, *S), divergence (B,))``, both detached.
+        ``(score (B, *S), divergence (B,) or its terms (B, *S))``, both detached.
     """
     if probes is not None:
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             s = score_fn(xg, t)
-            total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+            terms = torch.zeros_like(x)
             for i, v in enumerate(probes):
-                (jv,) = torch.autograd.grad(s, xg, v, retain_graph=i + 1 < len(probes))
-                total = total + (jv * v).flatten(1).sum(1)
-        return s.detach(), total / len(probes)
+                (vj,) = torch.autograd.grad(s, xg, v, retain_graph=i + 1 < len(probes))
+                terms = terms + vj * v
+        terms = terms.detach() / len(probes)
+        return s.detach(), terms if not reduce else terms.flatten(1).sum(1)
 
     b, d = x.shape[0], x[0].numel()
     if chunk_size is None:
         # bound the replicated batch (chunk * B samples through one forward and backward pass)
         chunk_size = max(1, min(d, 1024 // b))
-    s, div = None, torch.zeros(b, device=x.device, dtype=x.dtype)
+    s, diag = None, torch.zeros(b, d, device=x.device, dtype=x.dtype)
     for idx in torch.arange(d, device=x.device).split(int(chunk_size)):
         k = len(idx)
         with torch.enable_grad():
@@ -134,10 +145,10 @@ def divergence_fn(
             onehot = torch.zeros(k, b, d, device=x.device, dtype=x.dtype)
             onehot[torch.arange(k), :, idx] = 1
             (rows,) = torch.autograd.grad(out, xr, onehot.view_as(out))
-        div = div + rows.view(k, b, d)[torch.arange(k), :, idx].sum(0)
+        diag[:, idx] = rows.view(k, b, d)[torch.arange(k), :, idx].T.detach()
         if s is None:
             s = out.detach()[:b]
-    return s, div.detach()
+    return s, diag.sum(1) if reduce else diag.view_as(x)
 
 
 def log_likelihood(
@@ -157,6 +168,7 @@ def log_likelihood(
     options: dict | None = None,
     solver: str = "torchdiffeq",
     time_variable: str = "t",
+    times: torch.Tensor | None = None,
 ) -> LikelihoodResult:
     """Exact log-likelihood ``log p_eps(x)`` under the probability-flow ODE (Song et al. 2021, eq. 39).
 
@@ -179,6 +191,13 @@ def log_likelihood(
         generator: draws the probes.
         chunk_size: dimensions per vmapped chunk for ``divergence="exact"``.
         options: extra torchdiffeq options (e.g. ``{"step_size": 0.01}`` for fixed-step methods).
+        solver: ``"torchdiffeq"`` (one step size for the batch) or ``"torchode"`` (a step size per sample,
+            so that a sample's answer does not depend on its batch mates).
+        time_variable: integrate in ``"t"`` or in ``"rho"`` = sigma_t / alpha_t for ``y = x / alpha_t``, where
+            the ODE reads ``dy/drho = -sigma_t s(x, t)`` (the epsilon-prediction for an epsilon network;
+            Karras et al. 2022, eq. 4; Lu et al. 2022).
+        times: optional increasing times in [eps, T] at which to report the accumulated divergence
+            integral (``delta_logp_path``), e.g. to plot the log-density along ODE time.
 
     Returns:
         :class:`LikelihoodResult` with ``logp`` ``(B,)`` in nats.
@@ -227,23 +246,35 @@ def log_likelihood(
             ddelta = -sigma * alpha * div_s
         return torch.cat([dy.reshape(b, d), ddelta[:, None]], dim=1)
 
+    u_grid = torch.tensor([u0, u1], dtype=torch.float64)
+    if times is not None:
+        times = torch.as_tensor(times, dtype=torch.float64).flatten().cpu()
+        if len(times) == 0 or (times.diff() <= 0).any() or times[0] < eps or times[-1] > sde.T:
+            raise ValueError(f"times must be increasing within [eps, T] = [{eps:g}, {sde.T:g}].")
+        u_in = times if time_variable == "t" else sde.rho(times)
+        u_grid = torch.cat([u_grid[:1], u_in, u_grid[1:]])
     state0 = torch.cat([y0.reshape(b, d), torch.zeros(b, 1, dtype=dt, device=x.device)], dim=1)
     with torch.no_grad():
         if solver == "torchdiffeq":
             # a tuple state, so that torchdiffeq's mixed norm controls the log-density on its own
-            u_span = torch.tensor([u0, u1], dtype=dt, device=x.device)
             ys, deltas = odeint(lambda u, st: _split(dynamics(u, torch.cat([st[0], st[1][:, None]], 1)), d),
-                                _split(state0, d), u_span, rtol=rtol, atol=atol, method=method, options=options)
-            state = torch.cat([ys[-1], deltas[-1][:, None]], 1)
+                                _split(state0, d), u_grid.to(dt).to(x.device), rtol=rtol, atol=atol,
+                                method=method, options=options)
+            path = torch.cat([ys, deltas[..., None]], 2)
         else:
-            state = _solve_per_sample(dynamics, state0, u0, u1, rtol=rtol, atol=atol, method=method)
-    y_end, delta = state[:, :d].reshape(shape), state[:, d]
+            path = _solve_per_sample(dynamics, state0, u_grid, rtol=rtol, atol=atol, method=method)
+    y_end, delta = path[-1, :, :d].reshape(shape), path[-1, :, d]
+    delta_path = path[1:-1, :, d] if times is not None else None
     if time_variable == "rho":
         # x_T = alpha_T y_T, and the densities of x and y = x / alpha differ by D log alpha at each end
         y_end = a_T * y_end
         delta = delta + d * math.log(a_T / a_eps)
+        if times is not None:
+            a_path = sde.alpha_sigma(times)[0]
+            delta_path = delta_path + d * torch.log(a_path / a_eps).to(dt)[:, None]
     prior = sde.prior_logp(y_end)
-    return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, nfe=nfe, z=y_end)
+    return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, nfe=nfe, z=y_end,
+                            times=None if times is None else times.to(dt), delta_logp_path=delta_path)
 
 
 def _split(state: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,10 +291,11 @@ def _mixed_norm(d: int):
     return norm
 
 
-def _solve_per_sample(dynamics, state0: torch.Tensor, u0: float, u1: float, *, rtol: float, atol: float,
+def _solve_per_sample(dynamics, state0: torch.Tensor, u_grid: torch.Tensor, *, rtol: float, atol: float,
                       method: str) -> torch.Tensor:
-    """Integrate ``(B, F)`` states from u0 to u1 with torchode: each sample keeps its own step size, so its
-    answer does not depend on the other members of the batch (Lienen & Günnemann 2022)."""
+    """Integrate ``(B, F)`` states over ``u_grid`` ``(N,)`` with torchode, returning ``(N, B, F)``: each sample
+    keeps its own step size, so its answer does not depend on the other members of the batch (torchode;
+    Lienen & Günnemann 2022)."""
     import torchode
 
     methods = {"dopri5": torchode.Dopri5, "tsit5": torchode.Tsit5}
@@ -273,14 +305,13 @@ def _solve_per_sample(dynamics, state0: torch.Tensor, u0: float, u1: float, *, r
     term = torchode.ODETerm(dynamics)
     controller = torchode.IntegralController(atol=atol, rtol=rtol, term=term, norm=_mixed_norm(state0.shape[1] - 1))
     adjoint = torchode.AutoDiffAdjoint(methods[method](term=term), controller)
-    problem = torchode.InitialValueProblem(
-        y0=state0, t_start=torch.full((b,), u0, dtype=state0.dtype, device=state0.device),
-        t_end=torch.full((b,), u1, dtype=state0.dtype, device=state0.device))
+    grid = u_grid.to(state0).expand(b, -1)
+    problem = torchode.InitialValueProblem(y0=state0, t_start=grid[:, 0], t_end=grid[:, -1], t_eval=grid)
     sol = adjoint.solve(problem)
     if (sol.status != 0).any():
         raise RuntimeError(f"the ODE solver failed for {(sol.status != 0).sum().item()} of {b} samples "
                            f"(torchode status {sol.status.tolist()}); loosen rtol/atol or check the model.")
-    return sol.ys[:, -1]
+    return sol.ys.transpose(0, 1)
 
 
 @dataclass
