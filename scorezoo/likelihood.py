@@ -14,6 +14,7 @@ All log-densities are in nats; ``x`` is ``(B, *S)`` in the model's data space.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -31,6 +32,7 @@ ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 DIVERGENCES = ("hutchinson", "exact")
 SOLVERS = ("torchdiffeq", "torchode")
+TORCHODE_METHODS = ("dopri5", "tsit5")
 TIME_VARIABLES = ("t", "rho")
 PROBES = ("rademacher", "gaussian")
 
@@ -166,7 +168,7 @@ def log_likelihood(
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     options: dict | None = None,
-    solver: str = "torchdiffeq",
+    solver: str | None = None,
     time_variable: str = "t",
     times: torch.Tensor | None = None,
 ) -> LikelihoodResult:
@@ -191,8 +193,10 @@ def log_likelihood(
         generator: draws the probes.
         chunk_size: dimensions per vmapped chunk for ``divergence="exact"``.
         options: extra torchdiffeq options (e.g. ``{"step_size": 0.01}`` for fixed-step methods).
-        solver: ``"torchdiffeq"`` (one step size for the batch) or ``"torchode"`` (a step size per sample,
-            so that a sample's answer does not depend on its batch mates).
+        solver: ``"torchode"`` (a step size per sample, so that a sample's answer does not depend on its
+            batch mates; methods ``"dopri5"``, ``"tsit5"``) or ``"torchdiffeq"`` (one step size for the batch;
+            any torchdiffeq method, ``options`` for fixed-step ones). ``None``: torchode for the methods it
+            has, else torchdiffeq.
         time_variable: integrate in ``"t"`` or in ``"rho"`` = sigma_t / alpha_t for ``y = x / alpha_t``, where
             the ODE reads ``dy/drho = -sigma_t s(x, t)`` (the epsilon-prediction for an epsilon network;
             Karras et al. 2022, eq. 4; Lu et al. 2022).
@@ -209,6 +213,8 @@ def log_likelihood(
     _check_x(x)
     _check_options(divergence, probe, num_probes)
     sde._check_eps(eps)
+    if solver is None:
+        solver = "torchode" if method in TORCHODE_METHODS else "torchdiffeq"
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
     if time_variable not in TIME_VARIABLES:
@@ -254,7 +260,7 @@ def log_likelihood(
         u_in = times if time_variable == "t" else sde.rho(times)
         u_grid = torch.cat([u_grid[:1], u_in, u_grid[1:]])
     state0 = torch.cat([y0.reshape(b, d), torch.zeros(b, 1, dtype=dt, device=x.device)], dim=1)
-    with torch.no_grad():
+    with torch.no_grad(), _frozen(score_fn):
         if solver == "torchdiffeq":
             # a tuple state, so that torchdiffeq's mixed norm controls the log-density on its own
             ys, deltas = odeint(lambda u, st: _split(dynamics(u, torch.cat([st[0], st[1][:, None]], 1)), d),
@@ -275,6 +281,20 @@ def log_likelihood(
     prior = sde.prior_logp(y_end)
     return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, nfe=nfe, z=y_end,
                             times=None if times is None else times.to(dt), delta_logp_path=delta_path)
+
+
+@contextlib.contextmanager
+def _frozen(module):
+    """Switch off parameter gradients while the divergence's backward passes only need d/dx: the forward
+    pass then records no graph for the weights."""
+    params = [p for p in module.parameters() if p.requires_grad] if isinstance(module, torch.nn.Module) else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _split(state: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:

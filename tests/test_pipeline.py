@@ -43,9 +43,10 @@ def test_bits_per_dim_identical_after_round_trip(tmp_path):
     pipe = tiny_unet_pipeline()
     pipe.save_pretrained(tmp_path / "m")
     loaded = ScorePipeline.from_pretrained(str(tmp_path / "m"))
-    kw = dict(generator=None, rtol=1e-3, atol=1e-3)
-    a = pipe.bits_per_dim(DIGITS, **{**kw, "generator": torch.Generator().manual_seed(0)})
-    b = loaded.bits_per_dim(DIGITS, **{**kw, "generator": torch.Generator().manual_seed(0)})
+    # an untrained network is stiff: a fixed-step solve keeps this test about the round trip
+    kw = dict(method="rk4", options={"step_size": 0.05})
+    a = pipe.bits_per_dim(DIGITS, generator=torch.Generator().manual_seed(0), **kw)
+    b = loaded.bits_per_dim(DIGITS, generator=torch.Generator().manual_seed(0), **kw)
     assert torch.equal(a.bpd, b.bpd) and torch.equal(a.nfe, b.nfe)
 
 

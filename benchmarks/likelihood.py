@@ -1,0 +1,340 @@
+"""Likelihood benchmark: scorezoo against k-diffusion, flow_matching and the score_sde method, side by side.
+
+Every method scores the same dequantized images with the same model, batch and thread count, in one run;
+methods take turns (round robin) over ``--repeats`` rounds so that the machine's noise hits them alike,
+and medians are reported. Each (method, round) runs in a fresh subprocess so that its peak memory can be
+read from the OS (CPU: growth of max RSS; GPU: ``torch.cuda.max_memory_allocated``).
+
+Reported per method: mean bits/dim, its difference from a tight-tolerance exact-divergence reference
+(scorezoo, ``--ref-tol``, cached in benchmarks/results/), NFE, images/s, peak memory, and the ratio of
+images/s to the fastest peer; plus batch independence: the bits/dim of one image scored alone versus
+inside a batch whose other members include an outlier. Two tables: every method at one tolerance, and
+every method at its own fastest tolerance (from a sweep) whose mean bits/dim is within ``--accuracy`` of
+the reference ("matched accuracy").
+
+Run it in the peers' venv (benchmarks/requirements-peers.txt)::
+
+    python benchmarks/likelihood.py --out benchmarks/results/likelihood.md
+
+It is a measurement, not a test: the machine is noisy, so compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scorezoo import ScorePipeline, log_likelihood  # noqa: E402
+from scorezoo.dequantization import uniform_dequantize  # noqa: E402
+from scorezoo.likelihood import bits_per_dim  # noqa: E402
+
+METHODS = ["scorezoo", "scorezoo-torchdiffeq-t", "k-diffusion", "flow_matching", "score_sde (scipy)"]
+PEERS = ["k-diffusion", "flow_matching", "score_sde (scipy)"]
+
+
+# -- the workloads ---------------------------------------------------------------------------------------
+def digits_workload(model: str, n: int, seed: int):
+    """The held-out digits (index % 6 == 0), first ``n``, dequantized once with ``seed``."""
+    from sklearn.datasets import load_digits
+
+    pipe = ScorePipeline.from_pretrained(model)
+    imgs = load_digits().images.astype(np.int64)
+    held = imgs[np.arange(len(imgs)) % 6 == 0][:n]
+    levels = torch.from_numpy(held)[:, None]
+    x = uniform_dequantize(levels, num_levels=pipe.num_levels, data_range=pipe.data_range,
+                           generator=torch.Generator().manual_seed(seed))
+    return pipe, x
+
+
+def cifar_workload(n: int, seed: int):
+    """A randomly initialised 32×32×3 UNet2DModel (CIFAR-sized cost) and random 8-bit images."""
+    from diffusers import UNet2DModel
+
+    from scorezoo import VPSDE
+
+    torch.manual_seed(0)
+    net = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(32, 64, 64),
+                      down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+                      up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+                      norm_num_groups=8)
+    pipe = ScorePipeline(net, VPSDE(), data_shape=(3, 32, 32), num_levels=256)
+    levels = torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed))
+    x = uniform_dequantize(levels, num_levels=256, generator=torch.Generator().manual_seed(seed))
+    return pipe, x
+
+
+# -- the methods: (pipe, x, tol, seed) -> (logp (B,) nats of x at time eps, nfe) ---------------------------
+def run_scorezoo(pipe, x, tol, seed):
+    res = pipe.log_likelihood(x, rtol=tol, atol=tol, generator=torch.Generator().manual_seed(seed))
+    return res.logp, res.nfe
+
+
+def run_scorezoo_t(pipe, x, tol, seed):
+    """scorezoo's plain path: torchdiffeq dopri5 in t, one step size for the whole batch."""
+    res = pipe.log_likelihood(x, rtol=tol, atol=tol, generator=torch.Generator().manual_seed(seed),
+                              solver="torchdiffeq", time_variable="t")
+    return res.logp, res.nfe
+
+
+def _rho(sde, t):
+    a, s = sde.alpha_sigma(torch.as_tensor(t, dtype=torch.float64))
+    return (s / a).item()
+
+
+def run_k_diffusion(pipe, x, tol, seed):
+    """k-diffusion integrates the denoiser ODE in sigma for y = x / alpha (Karras et al. 2022). The VP model
+    becomes the denoiser D(y, rho) = y + rho sigma_t s(alpha_t y, t) with rho = sigma_t / alpha_t; the
+    change of variables y = x / alpha_eps adds -D log alpha_eps. k-diffusion's prior N(0, rho_T^2) differs
+    from ours, N(0, 1 + rho_T^2) in y, by < 1e-4 nats/dim at beta_max = 20 (rho_T^2 ~ 2.3e4)."""
+    from k_diffusion.sampling import log_likelihood as k_ll
+
+    sde, eps, d = pipe.sde, pipe.eps, pipe.dim
+    rho_of_t = sde.rho_inverse
+
+    def denoiser(y, rho):
+        t = rho_of_t(rho.double()).to(y.dtype)
+        a, s = sde.alpha_sigma(t)
+        shape = (-1,) + (1,) * (y.dim() - 1)
+        return y + (rho * s).view(shape) * pipe.model(a.view(shape) * y, t)
+
+    a_eps = sde.alpha_sigma(torch.tensor([eps], dtype=torch.float64))[0].item()
+    torch.manual_seed(seed)
+    ll, info = k_ll(denoiser, x / a_eps, _rho(sde, eps), _rho(sde, 1.0), atol=tol, rtol=tol)
+    return ll - d * math.log(a_eps), info["fevals"]
+
+
+def run_flow_matching(pipe, x, tol, seed):
+    """flow_matching's time r runs from 1 (data) to 0 (noise): t = eps + (1 - r)(T - eps), so the velocity
+    is dx/dr = -(T - eps) [f x - g^2 s / 2]."""
+    from flow_matching.solver import ODESolver
+    from flow_matching.utils import ModelWrapper
+
+    sde, eps = pipe.sde, pipe.eps
+    nfe = 0
+
+    class Velocity(ModelWrapper):
+        def forward(self, x, t, **extras):
+            nonlocal nfe
+            nfe += 1
+            tt = (eps + (1 - t) * (sde.T - eps)).expand(x.shape[0]).to(x.dtype)
+            shape = (-1,) + (1,) * (x.dim() - 1)
+            drift = sde.drift_coef(tt).view(shape) * x - 0.5 * (sde.diffusion(tt) ** 2).view(shape) * pipe.model(x, tt)
+            return -(sde.T - eps) * drift
+
+    torch.manual_seed(seed)
+    solver = ODESolver(velocity_model=Velocity(pipe.model))
+    _, ll = solver.compute_likelihood(x_1=x, log_p0=sde.prior_logp, step_size=None, method="dopri5", atol=tol,
+                                      rtol=tol, time_grid=torch.tensor([1.0, 0.0], dtype=x.dtype))
+    return ll, nfe
+
+
+def run_score_sde(pipe, x, tol, seed):
+    """The score_sde method (Song et al. 2021, likelihood.py) re-implemented: scipy's RK45 on the host in
+    float64, the state moved to and from the device at every evaluation, one Rademacher probe per solve."""
+    from scipy.integrate import solve_ivp
+
+    sde, eps = pipe.sde, pipe.eps
+    b, shape = x.shape[0], x.shape
+    gen = torch.Generator().manual_seed(seed)
+    v = (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(x)
+    nfe = 0
+
+    def fn(t, state):
+        nonlocal nfe
+        nfe += 1
+        xs = torch.from_numpy(state[: -b].reshape(shape)).to(x)
+        tt = torch.full((b,), t, dtype=x.dtype)
+        with torch.enable_grad():
+            xs.requires_grad_(True)
+            s = pipe.model(xs, tt)
+            shp = (-1,) + (1,) * (len(shape) - 1)
+            drift = sde.drift_coef(tt).view(shp) * xs - 0.5 * (sde.diffusion(tt) ** 2).view(shp) * s
+            (g,) = torch.autograd.grad((drift * v).sum(), xs)
+        div = (g * v).flatten(1).sum(1)
+        return np.concatenate([drift.detach().double().numpy().ravel(), div.double().numpy()])
+
+    y0 = np.concatenate([x.double().numpy().ravel(), np.zeros(b)])
+    sol = solve_ivp(fn, (eps, sde.T), y0, rtol=tol, atol=tol, method="RK45")
+    z = torch.from_numpy(sol.y[: -b, -1].reshape(shape))
+    delta = torch.from_numpy(sol.y[-b:, -1])
+    return sde.prior_logp(z) + delta, nfe
+
+
+RUNNERS = {"scorezoo": run_scorezoo, "scorezoo-torchdiffeq-t": run_scorezoo_t, "k-diffusion": run_k_diffusion,
+           "flow_matching": run_flow_matching, "score_sde (scipy)": run_score_sde}
+
+
+# -- one measurement in a subprocess -----------------------------------------------------------------------
+def measure(args) -> dict:
+    torch.set_num_threads(args.threads)
+    pipe, x = workload(args)
+    x = x[: args.batch]
+    if args.method == "reference":
+        res = pipe.log_likelihood(x, divergence="exact", rtol=args.ref_tol, atol=args.ref_tol)
+        return {"logp": res.logp.tolist(), "nfe": res.nfe}
+    if args.method.startswith("independence:"):
+        return independence(pipe, x, args.method.split(":", 1)[1], args)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    logp, nfe = RUNNERS[args.method](pipe, x, args.tol, args.seed)
+    wall = time.perf_counter() - t0
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # KiB -> MiB
+    return {"logp": logp.double().tolist(), "nfe": int(nfe), "wall": wall, "peak_mib": peak}
+
+
+def independence(pipe, x, method, args) -> dict:
+    """bits/dim of image 0 alone, and inside the batch with an outlier (a saturated noise image) at index 1."""
+    gen = torch.Generator().manual_seed(123)
+    outlier = (torch.rand(x[:1].shape, generator=gen) > 0.5).to(x.dtype) * 2 - 1
+    batch = torch.cat([x[:1], outlier, x[2:]])
+    alone, _ = RUNNERS[method](pipe, x[:1], args.tol, args.seed)
+    together, _ = RUNNERS[method](pipe, batch, args.tol, args.seed)
+    to_bpd = lambda lp: bits_per_dim(lp.double(), pipe.dim, num_levels=pipe.num_levels, data_range=pipe.data_range)
+    return {"alone": to_bpd(alone)[0].item(), "in_batch": to_bpd(together)[0].item()}
+
+
+def workload(args):
+    if args.workload == "digits":
+        return digits_workload(args.model, args.num_images, args.seed)
+    return cifar_workload(args.num_images, args.seed)
+
+
+def spawn(args, method: str, tol: float | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--method", method, "--workload", args.workload, "--model",
+           args.model, "--num-images", str(args.num_images), "--batch", str(args.batch), "--threads",
+           str(args.threads), "--tol", str(tol if tol is not None else args.tol), "--seed", str(args.seed),
+           "--ref-tol", str(args.ref_tol)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if out.returncode != 0:
+        raise RuntimeError(f"{method} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def reference(args) -> dict:
+    """The exact-divergence reference, cached under benchmarks/results/ (it is the costly part)."""
+    key = f"{args.workload}-{Path(str(args.model)).name}-{args.batch}-{args.seed}-{args.ref_tol:g}"
+    cache = ROOT / "benchmarks" / "results" / f"reference-{key}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    ref = spawn(args, "reference")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(ref))
+    return ref
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workload", choices=["digits", "cifar"], default="digits")
+    p.add_argument("--model", default="vp-mle-digits")
+    p.add_argument("--num-images", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tol", type=float, default=1e-5, help="the common tolerance of the first table")
+    p.add_argument("--tols", default="1e-5,1e-4,1e-3,1e-2", help="the sweep for matched accuracy")
+    p.add_argument("--accuracy", type=float, default=0.01, help="|mean bits/dim - reference| to match")
+    p.add_argument("--ref-tol", type=float, default=1e-6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--out", default=None, help="append the markdown tables to this file")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--method", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+    methods = args.methods.split(",")
+    tols = [float(v) for v in args.tols.split(",")]
+    ref = reference(args)
+    pipe, _ = workload(args)
+
+    def to_bpd(lp):
+        return bits_per_dim(torch.tensor(lp, dtype=torch.float64), pipe.dim, num_levels=pipe.num_levels,
+                            data_range=pipe.data_range).mean().item()
+
+    ref_bpd = to_bpd(ref["logp"])
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    # 1. each method's own tight solve (same probes as its other runs): its solver error is measured against
+    #    it, since the Hutchinson noise of a one-probe estimate (~0.02 bits/dim on the mean of 64 images) is
+    #    common to every method and would hide the solver's error against the exact reference
+    own = {}
+    for m in methods:
+        own[m] = spawn(args, m, args.ref_tol)
+        own[m]["bpd"] = to_bpd(own[m]["logp"])
+        log(f"own reference {m} tol={args.ref_tol:g}: nfe={own[m]['nfe']} bpd={own[m]['bpd']:.4f}")
+    # 2. the sweep: each method at each tolerance once; the fastest setting within the accuracy is kept
+    sweep = {}
+    for tol in sorted(set(tols) | {args.tol}):
+        for m in methods:
+            r = spawn(args, m, tol)
+            r["bpd"] = to_bpd(r["logp"])
+            sweep[m, tol] = r
+            log(f"sweep {m} tol={tol:g}: {r['wall']:.2f}s nfe={r['nfe']} solver error={r['bpd'] - own[m]['bpd']:+.4f}")
+    chosen = {}
+    for m in methods:
+        ok = [tol for tol in tols if abs(sweep[m, tol]["bpd"] - own[m]["bpd"]) <= args.accuracy]
+        chosen[m] = min(ok, key=lambda tol: sweep[m, tol]["wall"]) if ok else min(tols)
+    # 3. timed rounds at the chosen settings, methods taking turns
+    runs = {m: [] for m in methods}
+    for rnd in range(args.repeats):
+        for m in methods:
+            runs[m].append(spawn(args, m, chosen[m]))
+            log(f"round {rnd} {m} tol={chosen[m]:g}: {runs[m][-1]['wall']:.2f}s")
+    indep = {m: spawn(args, f"independence:{m}", chosen[m]) for m in methods}
+
+    def row(m, rs, tol, independence=""):
+        bpds = [to_bpd(r["logp"]) for r in rs]
+        wall = statistics.median(r["wall"] for r in rs)
+        return {"m": m, "tol": tol, "bpd": statistics.mean(bpds), "delta": statistics.mean(bpds) - ref_bpd,
+                "err": statistics.mean(bpds) - own[m]["bpd"],
+                "nfe": statistics.median(r["nfe"] for r in rs), "ips": args.batch / wall,
+                "peak": statistics.median(r["peak_mib"] for r in rs), "indep": independence}
+
+    same = [row(m, [sweep[m, args.tol]], args.tol) for m in methods]
+    best = [row(m, runs[m], chosen[m], f"{abs(indep[m]['alone'] - indep[m]['in_batch']):.1e}") for m in methods]
+    header = (f"{args.workload}: {args.batch} images, {args.threads} threads, torch {torch.__version__}. Reference: "
+              f"scorezoo, exact divergence, rtol = atol = {args.ref_tol:g}: {ref_bpd:.4f} bits/dim (NFE {ref['nfe']}).")
+
+    def table(rows, title, with_indep):
+        fastest_peer = max((r["ips"] for r in rows if r["m"] in PEERS), default=float("nan"))
+        cols = ("| method | rtol = atol | bits/dim | Δ vs exact reference | solver error | NFE | images/s | "
+                "× fastest peer | peak MiB |")
+        lines = [f"#### {title}", "", cols + (" alone − in batch |" if with_indep else ""),
+                 "|---" * (9 + with_indep) + "|"]
+        for r in rows:
+            lines.append(f"| {r['m']} | {r['tol']:g} | {r['bpd']:.4f} | {r['delta']:+.4f} | {r['err']:+.4f} | "
+                         f"{r['nfe']:.0f} | "
+                         f"{r['ips']:.2f} | {r['ips'] / fastest_peer:.2f} | {r['peak']:.0f} |"
+                         + (f" {r['indep']} |" if with_indep else ""))
+        return "\n".join(lines)
+
+    text = "\n\n".join([
+        f"### {header}",
+        table(best, f"Matched accuracy: each method at the fastest tolerance of {{{args.tols}}} whose solver error "
+                    f"(mean bits/dim against the same method at rtol = atol = {args.ref_tol:g}, same probes) is within "
+                    f"{args.accuracy}; medians of {args.repeats} rounds. Last column: bits/dim of one image alone "
+                    "minus inside the batch next to an outlier.", True),
+        table(same, f"Same tolerance for all ({args.tol:g}), one round", False)]) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
