@@ -64,7 +64,8 @@ class BitsPerDimResult:
     Attributes:
         bpd: ``(B,)`` bits/dim per image, the mean over ``num_repeats`` dequantization draws.
         stderr: ``(B,)`` standard error of that mean over the draws (NaN when ``num_repeats == 1``).
-        nfe: ``(B,)`` ODE function evaluations per image (summed over the draws); 0 for the bound.
+        nfe: ``(B,)`` ODE function evaluations of the solve that scored each image (all its draws are solved
+            together, each with its own step size); 0 for the bound.
         bpd_repeats: ``(num_repeats, B)`` bits/dim of each draw.
         transforms: per image, the preprocessing applied (``"array"`` for integer arrays).
     """
@@ -377,7 +378,7 @@ class ScorePipeline:
             generator: seeds dequantization noise and probes: the same seed gives the same answer.
             estimator: ``"ode"`` (exact likelihood) or ``"bound"`` (the MLE paper's upper bound; ``kwargs``
                 as :func:`scorezoo.likelihood.likelihood_bound`).
-            batch_size: images per solve.
+            batch_size: images per solve; a solve holds all ``num_repeats`` draws of its images.
             kwargs: passed to :func:`scorezoo.likelihood.log_likelihood` (``rtol``, ``atol``, ``num_probes``,
                 ``method``, ``options``...).
 
@@ -395,23 +396,24 @@ class ScorePipeline:
         if estimator not in ("ode", "bound"):
             raise ValueError(f"estimator must be 'ode' or 'bound', got {estimator!r}.")
         levels, transforms = to_levels(images, data_shape=self.data_shape, num_levels=self.num_levels)
-        b = levels.shape[0]
-        bpd = torch.empty(int(num_repeats), b, dtype=torch.float64)
+        b, r = levels.shape[0], int(num_repeats)
+        # all draws first, so that one solve holds every draw of its images (the solver steps per sample)
+        x = torch.stack([uniform_dequantize(levels, num_levels=self.num_levels, data_range=self.data_range,
+                                            generator=generator, dtype=self.dtype) for _ in range(r)], 1)
+        bpd = torch.empty(b, r, dtype=torch.float64)
         nfe = torch.zeros(b, dtype=torch.long)
-        for r in range(int(num_repeats)):
-            x = uniform_dequantize(levels, num_levels=self.num_levels, data_range=self.data_range,
-                                   generator=generator, dtype=self.dtype).to(self.device)
-            for sl in torch.arange(b).split(int(batch_size)):
-                xb = x[sl.to(x.device)]
-                if estimator == "ode":
-                    res = self.log_likelihood(xb, divergence=divergence, generator=generator, **kwargs)
-                    logp = res.logp
-                    nfe[sl] += res.nfe
-                else:
-                    kwargs.setdefault("eps", self.eps)
-                    logp = -likelihood_bound(self.model, self.sde, xb, generator=generator, **kwargs).nll
-                bpd[r, sl] = bits_per_dim(logp.double().cpu(), self.dim, num_levels=self.num_levels,
-                                          data_range=self.data_range)
+        for sl in torch.arange(b).split(int(batch_size)):
+            xb = x[sl].flatten(0, 1).to(self.device)
+            if estimator == "ode":
+                res = self.log_likelihood(xb, divergence=divergence, generator=generator, **kwargs)
+                logp = res.logp
+                nfe[sl] += res.nfe
+            else:
+                kwargs.setdefault("eps", self.eps)
+                logp = -likelihood_bound(self.model, self.sde, xb, generator=generator, **kwargs).nll
+            bpd[sl] = bits_per_dim(logp.double().cpu(), self.dim, num_levels=self.num_levels,
+                                   data_range=self.data_range).view(len(sl), r)
+        bpd = bpd.T
         mean = bpd.mean(0)
         stderr = bpd.std(0) / math.sqrt(num_repeats) if num_repeats > 1 else torch.full((b,), float("nan"))
         return BitsPerDimResult(bpd=mean, stderr=stderr.double(), nfe=nfe, bpd_repeats=bpd, transforms=transforms)
