@@ -1,7 +1,9 @@
-"""The scorezoo demo: ``python app.py`` serves the bundled models on http://127.0.0.1:7860.
+"""The scorezoo demo: ``python app.py`` serves the zoo on http://127.0.0.1:7860.
 
-A thin shell: the app is :func:`scorezoo.demo.build_demo` (tabs Sample, Likelihood, Models); ``--help`` lists
-the options. Needs ``pip install "scorezoo[app]"`` and no network.
+The zoo is :func:`scorezoo.zoo.registry`: the bundled models and those in the local Hugging Face cache are
+served, the rest are listed; ``--model FOLDER`` (repeatable) adds pipeline folders. A thin shell: the app is
+:func:`scorezoo.demo.build_demo` (tabs Sample, Likelihood, Models); ``--help`` lists the options. Needs
+``pip install "scorezoo[app]"`` and no network.
 """
 
 import os

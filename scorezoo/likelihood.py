@@ -255,9 +255,13 @@ def log_likelihood(
     u_grid = torch.tensor([u0, u1], dtype=torch.float64)
     if times is not None:
         times = torch.as_tensor(times, dtype=torch.float64).flatten().cpu()
-        if len(times) == 0 or (times.diff() <= 0).any() or times[0] < eps or times[-1] > sde.T:
+        slack = 1e-6 * eps  # a float32 eps rounds below the float64 one
+        if len(times) == 0 or (times.diff() <= 0).any() or times[0] < eps - slack or times[-1] > sde.T + slack:
             raise ValueError(f"times must be increasing within [eps, T] = [{eps:g}, {sde.T:g}].")
-        u_in = times if time_variable == "t" else sde.rho(times)
+        times = times.clamp(eps, sde.T)
+        # the solver's grid takes the interior times; the ends are the solve's own start and end
+        interior = (times > eps) & (times < sde.T)
+        u_in = times[interior] if time_variable == "t" else sde.rho(times[interior])
         u_grid = torch.cat([u_grid[:1], u_in, u_grid[1:]])
     state0 = torch.cat([y0.reshape(b, d), torch.zeros(b, 1, dtype=dt, device=x.device)], dim=1)
     with torch.no_grad(), _frozen(score_fn):
@@ -270,7 +274,11 @@ def log_likelihood(
         else:
             path = _solve_per_sample(dynamics, state0, u_grid, rtol=rtol, atol=atol, method=method)
     y_end, delta = path[-1, :, :d].reshape(shape), path[-1, :, d]
-    delta_path = path[1:-1, :, d] if times is not None else None
+    delta_path = None
+    if times is not None:
+        delta_path = torch.zeros(len(times), b, dtype=dt, device=x.device)
+        delta_path[interior.to(x.device)] = path[1:-1, :, d]
+        delta_path[(times >= sde.T).to(x.device)] = delta
     if time_variable == "rho":
         # x_T = alpha_T y_T, and the densities of x and y = x / alpha differ by D log alpha at each end
         y_end = a_T * y_end

@@ -16,7 +16,7 @@ from PIL import Image
 
 pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
-from tests.test_app import FAST_ODE, launch, library_bpd, models, one_thread  # noqa: E402,F401
+from tests.test_app import launch, library_bpd, models, one_thread  # noqa: E402,F401
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

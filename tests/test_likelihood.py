@@ -133,6 +133,8 @@ def test_per_sample_solver_is_batch_independent(gaussian):
 
 def test_times_must_be_increasing_within_the_interval(gaussian):
     x = gaussian.sample(1)
+    ends = log_likelihood(gaussian, gaussian.sde, x, eps=EPS, times=torch.tensor([EPS, 0.5, 1.0], dtype=torch.float32))
+    assert ends.delta_logp_path[0].abs().max() == 0 and torch.equal(ends.delta_logp_path[-1], ends.delta_logp)
     for bad in ([0.5, 0.2], [0.0, 0.5], [0.5, 2.0], []):
         with pytest.raises(ValueError, match="times"):
             log_likelihood(gaussian, gaussian.sde, x, times=torch.tensor(bad))
