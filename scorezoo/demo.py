@@ -90,15 +90,7 @@ def folder_model(folder: str | Path, taken: set[str] = frozenset()) -> ModelEntr
         ValueError: a card whose front matter cannot be read.
     """
     folder = Path(folder)
-    if not (folder / PIPELINE_CONFIG_NAME).is_file():
-        raise FileNotFoundError(f"{folder} is not a scorezoo pipeline folder: {PIPELINE_CONFIG_NAME} is missing.")
-    card = folder / "README.md"
-    try:
-        fields = zoo.parse_card(card.read_text(encoding="utf-8")) if card.is_file() else {}
-    except ValueError as e:
-        raise ValueError(f"{card}: {e}") from None
-    info = zoo._entry(fields or {**zoo._fields_from_config(folder), "name": None}, str(folder),
-                      card if fields else None)
+    info = zoo.folder_entry(folder)
     info.status = "folder"
     if info.name in taken:
         info.name = str(folder)

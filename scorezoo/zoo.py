@@ -30,7 +30,7 @@ from typing import Any
 from huggingface_hub import snapshot_download, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-__all__ = ["resolve_pretrained", "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL", "bundled_models",
+__all__ = ["resolve_pretrained", "folder_entry", "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL", "bundled_models",
            "ModelNotFoundError", "ZooEntry", "registry", "parse_card", "default_model", "hf_cache_status"]
 
 ZOO_NAMESPACE = "scorezoo"
@@ -274,6 +274,25 @@ def _fields_from_config(folder: Path) -> dict[str, Any]:
     sde = cfg.get("sde", {})
     return {"name": folder.name, "sde": sde.get("type") if isinstance(sde, dict) else None,
             "dataset": cfg.get("dataset"), "resolution": resolution or None}
+
+
+def folder_entry(folder: str | Path) -> ZooEntry:
+    """The registry entry of a pipeline folder: its card's ``scorezoo:`` mapping (``README.md``), else the SDE,
+    data set and resolution of its ``pipeline_config.json``, named by the folder's path.
+
+    Raises:
+        FileNotFoundError: no ``pipeline_config.json`` in ``folder``.
+        ValueError: a card whose front matter cannot be read.
+    """
+    folder = Path(folder)
+    if not (folder / "pipeline_config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a scorezoo pipeline folder: pipeline_config.json is missing.")
+    card = folder / "README.md"
+    try:
+        fields = parse_card(card.read_text(encoding="utf-8")) if card.is_file() else {}
+    except ValueError as e:
+        raise ValueError(f"{card}: {e}") from None
+    return _entry(fields or {**_fields_from_config(folder), "name": None}, str(folder), card if fields else None)
 
 
 def default_model(entries: list[ZooEntry] | None = None) -> str:
