@@ -102,8 +102,11 @@ def sample_ode(
         nfe += 1
         # dopri5's first-step heuristic may probe outside [eps, T], where beta(t) < 0 is meaningless
         tb = t.clamp(eps, sde.T).expand(b).to(x.dtype)
-        bar.n = int(round(100 * float(sde.T - t) / (sde.T - eps)))
-        bar.refresh()
+        # the solver's stages and rejected steps revisit earlier times: show the furthest point reached
+        done = min(100, int(100 * float(sde.T - t) / (sde.T - eps)))
+        if done > bar.n:
+            bar.n = done
+            bar.refresh()
         return _bcast(sde.drift_coef(tb), x) * x - 0.5 * _bcast(sde.diffusion(tb) ** 2, x) * score_fn(x, tb)
 
     t_span = torch.tensor([sde.T, eps], dtype=x_T.dtype, device=x_T.device)
