@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scorezoo import ScorePipeline, log_likelihood  # noqa: E402
+from scorezoo import ScorePipeline  # noqa: E402
 from scorezoo.dequantization import uniform_dequantize  # noqa: E402
 from scorezoo.likelihood import bits_per_dim  # noqa: E402
 

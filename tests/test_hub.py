@@ -16,7 +16,7 @@ import torch
 from scorezoo import ScorePipeline, zoo
 from scorezoo.zoo import ModelNotFoundError, default_model, parse_card, registry, resolve_pretrained
 from tests.fixtures_hub import FakeHub, Repo, card, make_zoo
-from tests.helpers import fill_hf_cache, tiny_unet_pipeline
+from tests.helpers import tiny_unet_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = np.array([[[0, 3, 16, 9, 0, 0, 0, 0]] * 8])

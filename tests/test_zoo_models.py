@@ -1,7 +1,6 @@
 """The shipped zoo models: folders, cards (the registry the CLI reads), offline loading, and their claims."""
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ..sde import SDE, _bcast
+from ..sde import SDE
 
 __all__ = ["GaussianScore"]
 
