@@ -42,7 +42,12 @@ from scorezoo import ScorePipeline  # noqa: E402
 from scorezoo.dequantization import uniform_dequantize  # noqa: E402
 from scorezoo.likelihood import bits_per_dim  # noqa: E402
 
-METHODS = ["scorezoo", "scorezoo (torchode)", "k-diffusion", "flow_matching", "score_sde (scipy)"]
+METHODS = ["scorezoo (calibrated)", "scorezoo", "scorezoo (torchode)", "k-diffusion", "flow_matching",
+           "score_sde (scipy)"]
+#: methods whose sweep setting is a calibration target in bits/dim rather than a tolerance
+CALIBRATED = {"scorezoo (calibrated)"}
+#: more scorezoo variants, on request (--methods)
+EXTRA = ["scorezoo (log rho)"]
 PEERS = ["k-diffusion", "flow_matching", "score_sde (scipy)"]
 
 
@@ -80,6 +85,43 @@ def cifar_workload(n: int, seed: int):
 # -- the methods: (pipe, x, tol, seed) -> (logp (B,) nats of x at time eps, nfe) ---------------------------
 def run_scorezoo(pipe, x, tol, seed):
     res = pipe.log_likelihood(x, rtol=tol, atol=tol, generator=torch.Generator().manual_seed(seed))
+    return res.logp, res.nfe
+
+
+def schedule_path(args, target: float) -> Path:
+    return ROOT / "benchmarks" / "results" / f"schedule-{args.workload}-{Path(str(args.model)).name}-{target:g}.json"
+
+
+def calibrate(args, target: float) -> dict:
+    """Calibrate a schedule for ``target`` bits/dim on training data (not the benchmark's images): the
+    digits' training split as in train/calibrate_zoo.py, or fresh random images for the cifar workload."""
+    from scorezoo.likelihood import calibrate_schedule
+
+    pipe, _ = workload(args)
+    if args.workload == "digits":
+        sys.path.insert(0, str(ROOT / "train"))
+        from calibrate_zoo import calibration_points
+
+        xc = calibration_points(pipe)
+    else:
+        _, xc = cifar_workload(args.batch, args.seed + 1)
+    t0 = time.perf_counter()
+    sch = calibrate_schedule(pipe.model, pipe.sde, xc, eps=pipe.eps, target=target,
+                             generator=torch.Generator().manual_seed(0))
+    return {"schedule": sch.to_dict(), "seconds": time.perf_counter() - t0, "points": len(xc)}
+
+
+def run_scorezoo_calibrated(pipe, x, target, seed, args=None):
+    """scorezoo on fixed steps of a schedule calibrated once per model and target (rk4 in log rho)."""
+    sch = json.loads(schedule_path(args, target).read_text())["schedule"]
+    res = pipe.log_likelihood(x, schedule=sch, generator=torch.Generator().manual_seed(seed))
+    return res.logp, res.nfe
+
+
+def run_scorezoo_log_rho(pipe, x, tol, seed):
+    """scorezoo's adaptive solver integrating in log rho = log(sigma / alpha)."""
+    res = pipe.log_likelihood(x, rtol=tol, atol=tol, generator=torch.Generator().manual_seed(seed),
+                              time_variable="log_rho")
     return res.logp, res.nfe
 
 
@@ -175,7 +217,14 @@ def run_score_sde(pipe, x, tol, seed):
 
 
 RUNNERS = {"scorezoo": run_scorezoo, "scorezoo (torchode)": run_scorezoo_torchode, "k-diffusion": run_k_diffusion,
-           "flow_matching": run_flow_matching, "score_sde (scipy)": run_score_sde}
+           "flow_matching": run_flow_matching, "score_sde (scipy)": run_score_sde,
+           "scorezoo (calibrated)": run_scorezoo_calibrated, "scorezoo (log rho)": run_scorezoo_log_rho}
+
+
+def run_method(method, pipe, x, setting, args):
+    if method in CALIBRATED:
+        return RUNNERS[method](pipe, x, setting, args.seed, args=args)
+    return RUNNERS[method](pipe, x, setting, args.seed)
 
 
 # -- one measurement in a subprocess -----------------------------------------------------------------------
@@ -188,9 +237,11 @@ def measure(args) -> dict:
         return {"logp": res.logp.tolist(), "nfe": res.nfe}
     if args.method.startswith("independence:"):
         return independence(pipe, x, args.method.split(":", 1)[1], args)
+    if args.method == "calibrate":
+        return calibrate(args, args.tol)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    logp, nfe = RUNNERS[args.method](pipe, x, args.tol, args.seed)
+    logp, nfe = run_method(args.method, pipe, x, args.tol, args)
     wall = time.perf_counter() - t0
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # KiB -> MiB
     return {"logp": logp.double().tolist(), "nfe": int(nfe), "wall": wall, "peak_mib": peak}
@@ -201,8 +252,8 @@ def independence(pipe, x, method, args) -> dict:
     gen = torch.Generator().manual_seed(123)
     outlier = (torch.rand(x[:1].shape, generator=gen) > 0.5).to(x.dtype) * 2 - 1
     batch = torch.cat([x[:1], outlier, x[2:]])
-    alone, _ = RUNNERS[method](pipe, x[:1], args.tol, args.seed)
-    together, _ = RUNNERS[method](pipe, batch, args.tol, args.seed)
+    alone, _ = run_method(method, pipe, x[:1], args.tol, args)
+    together, _ = run_method(method, pipe, batch, args.tol, args)
     to_bpd = lambda lp: bits_per_dim(lp.double(), pipe.dim, num_levels=pipe.num_levels, data_range=pipe.data_range)
     return {"alone": to_bpd(alone)[0].item(), "in_batch": to_bpd(together)[0].item()}
 
@@ -245,6 +296,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tol", type=float, default=1e-5, help="the common tolerance of the first table")
     p.add_argument("--tols", default="1e-5,1e-4,1e-3,1e-2", help="the sweep for matched accuracy")
+    p.add_argument("--targets", default="0.02,0.01,0.005,0.002",
+                   help="the sweep of calibration targets (bits/dim) for the calibrated method")
+    p.add_argument("--target", type=float, default=0.005, help="the calibration target of the second table")
     p.add_argument("--accuracy", type=float, default=0.01, help="|mean bits/dim - reference| to match")
     p.add_argument("--ref-tol", type=float, default=1e-6, help="tolerance of each method's own tight solve")
     p.add_argument("--exact-tol", type=float, default=1e-5,
@@ -260,53 +314,85 @@ def main(argv=None) -> None:
         print(json.dumps(measure(args)))
         return
     methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in RUNNERS]
+    if unknown:
+        p.error(f"unknown methods {unknown}; choose from {list(RUNNERS)}")
     tols = [float(v) for v in args.tols.split(",")]
+    targets = [float(v) for v in args.targets.split(",")]
     ref = reference(args) if args.exact_tol > 0 else None
     pipe, _ = workload(args)
 
-    def to_bpd(lp):
+    def to_bpd_each(lp):
         return bits_per_dim(torch.tensor(lp, dtype=torch.float64), pipe.dim, num_levels=pipe.num_levels,
-                            data_range=pipe.data_range).mean().item()
+                            data_range=pipe.data_range)
+
+    def to_bpd(lp):
+        return to_bpd_each(lp).mean().item()
+
+    def settings(m):
+        return targets if m in CALIBRATED else tols
+
+    def common(m):
+        return args.target if m in CALIBRATED else args.tol
 
     ref_bpd = to_bpd(ref["logp"]) if ref else float("nan")
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    # 0. the calibrated methods' schedules: once per model and target, on training data, not timed below
+    calibration = {}
+    if any(m in CALIBRATED for m in methods):
+        for target in sorted(set(targets) | {args.target}):
+            c = spawn(args, "calibrate", target)
+            schedule_path(args, target).write_text(json.dumps(c, indent=1) + "\n")
+            calibration[target] = c
+            log(f"calibrated target {target:g}: {len(c['schedule']['times']) - 1} steps in {c['seconds']:.1f}s")
     # 1. each method's own tight solve (same probes as its other runs): its solver error is measured against
     #    it, since the Hutchinson noise of a one-probe estimate (~0.02 bits/dim on the mean of 64 images) is
-    #    common to every method and would hide the solver's error against the exact reference
+    #    common to every method and would hide the solver's error against the exact reference. A calibrated
+    #    method's tight solve is scorezoo's adaptive one (the same ODE and the same probes).
     own = {}
     for m in methods:
-        own[m] = spawn(args, m, args.ref_tol)
-        own[m]["bpd"] = to_bpd(own[m]["logp"])
-        log(f"own reference {m} tol={args.ref_tol:g}: nfe={own[m]['nfe']} bpd={own[m]['bpd']:.4f}")
-    # 2. the sweep: each method at each tolerance once; the fastest setting within the accuracy is kept
+        base = "scorezoo" if m in CALIBRATED or m.startswith("scorezoo") else m
+        if base not in own:
+            own[base] = spawn(args, base, args.ref_tol)
+            own[base]["bpd"] = to_bpd(own[base]["logp"])
+            log(f"own reference {base} tol={args.ref_tol:g}: nfe={own[base]['nfe']} bpd={own[base]['bpd']:.4f}")
+        own[m] = own[base]
+    # 2. the sweep: each method at each setting once; the fastest setting within the accuracy is kept
     sweep = {}
-    for tol in sorted(set(tols) | {args.tol}):
-        for m in methods:
+    for m in methods:
+        for tol in sorted(set(settings(m)) | {common(m)}):
             r = spawn(args, m, tol)
             r["bpd"] = to_bpd(r["logp"])
             sweep[m, tol] = r
-            log(f"sweep {m} tol={tol:g}: {r['wall']:.2f}s nfe={r['nfe']} solver error={r['bpd'] - own[m]['bpd']:+.4f}")
+            log(f"sweep {m} setting={tol:g}: {r['wall']:.2f}s nfe={r['nfe']} "
+                f"solver error={r['bpd'] - own[m]['bpd']:+.4f}")
     chosen = {}
     for m in methods:
-        ok = [tol for tol in tols if abs(sweep[m, tol]["bpd"] - own[m]["bpd"]) <= args.accuracy]
-        chosen[m] = min(ok, key=lambda tol: sweep[m, tol]["wall"]) if ok else min(tols)
+        ok = [tol for tol in settings(m) if abs(sweep[m, tol]["bpd"] - own[m]["bpd"]) <= args.accuracy]
+        chosen[m] = min(ok, key=lambda tol: sweep[m, tol]["wall"]) if ok else min(settings(m))
     # 3. timed rounds at the chosen settings, methods taking turns
     runs = {m: [] for m in methods}
     for rnd in range(args.repeats):
         for m in methods:
             runs[m].append(spawn(args, m, chosen[m]))
-            log(f"round {rnd} {m} tol={chosen[m]:g}: {runs[m][-1]['wall']:.2f}s")
-    indep = {m: spawn(args, f"independence:{m}", args.tol) for m in methods}
+            log(f"round {rnd} {m} setting={chosen[m]:g}: {runs[m][-1]['wall']:.2f}s")
+    indep = {m: spawn(args, f"independence:{m}", common(m)) for m in methods}
+
+    def label(m, tol):
+        if m in CALIBRATED:
+            return f"target {tol:g} ({len(calibration[tol]['schedule']['times']) - 1} rk4 steps)"
+        return f"tol {tol:g}"
 
     def row(m, rs, tol, independence=""):
         bpds = [to_bpd(r["logp"]) for r in rs]
+        worst = max((to_bpd_each(r["logp"]) - to_bpd_each(own[m]["logp"])).abs().max().item() for r in rs)
         wall = statistics.median(r["wall"] for r in rs)
-        return {"m": m, "tol": tol, "bpd": statistics.mean(bpds), "delta": statistics.mean(bpds) - ref_bpd,
-                "err": statistics.mean(bpds) - own[m]["bpd"],
+        return {"m": m, "tol": label(m, tol), "bpd": statistics.mean(bpds), "delta": statistics.mean(bpds) - ref_bpd,
+                "err": statistics.mean(bpds) - own[m]["bpd"], "worst": worst,
                 "nfe": statistics.median(r["nfe"] for r in rs), "ips": args.batch / wall,
                 "peak": statistics.median(r["peak_mib"] for r in rs), "indep": independence}
 
-    same = [row(m, [sweep[m, args.tol]], args.tol) for m in methods]
+    same = [row(m, [sweep[m, common(m)]], common(m)) for m in methods]
     best = [row(m, runs[m], chosen[m], f"{abs(indep[m]['alone'] - indep[m]['in_batch']):.1e}") for m in methods]
     header = (f"{args.workload}: {args.batch} images, {args.threads} threads, torch {torch.__version__}. Reference: "
               + (f"scorezoo, exact divergence, rtol = atol = {args.exact_tol:g}: {ref_bpd:.4f} bits/dim (NFE {ref['nfe']})."
@@ -314,24 +400,30 @@ def main(argv=None) -> None:
 
     def table(rows, title, with_indep):
         fastest_peer = max((r["ips"] for r in rows if r["m"] in PEERS), default=float("nan"))
-        cols = ("| method | rtol = atol | bits/dim | Δ vs exact reference | solver error | NFE | images/s | "
+        cols = ("| method | setting | bits/dim | Δ vs exact reference | solver error | worst image | NFE | images/s | "
                 "× fastest peer | peak MiB |")
         lines = [f"#### {title}", "", cols + (" alone − in batch |" if with_indep else ""),
-                 "|---" * (9 + with_indep) + "|"]
+                 "|---" * (10 + with_indep) + "|"]
         for r in rows:
-            lines.append(f"| {r['m']} | {r['tol']:g} | {r['bpd']:.4f} | {r['delta']:+.4f} | {r['err']:+.4f} | "
-                         f"{r['nfe']:.0f} | "
+            lines.append(f"| {r['m']} | {r['tol']} | {r['bpd']:.4f} | {r['delta']:+.4f} | {r['err']:+.4f} | "
+                         f"{r['worst']:.4f} | {r['nfe']:.0f} | "
                          f"{r['ips']:.2f} | {r['ips'] / fastest_peer:.2f} | {r['peak']:.0f} |"
                          + (f" {r['indep']} |" if with_indep else ""))
         return "\n".join(lines)
 
+    notes = []
+    for target, c in sorted(calibration.items()):
+        notes.append(f"target {target:g}: {len(c['schedule']['times']) - 1} steps, estimated error "
+                     f"{c['schedule']['estimated_error']:.4f} bits/dim, {c['seconds']:.1f} s on {c['points']} training points")
     text = "\n\n".join([
         f"### {header}",
-        table(best, f"Matched accuracy: each method at the fastest tolerance of {{{args.tols}}} whose solver error "
-                    f"(mean bits/dim against the same method at rtol = atol = {args.ref_tol:g}, same probes) is within "
-                    f"{args.accuracy}; medians of {args.repeats} rounds. Last column, at rtol = atol = {args.tol:g}: "
-                    "bits/dim of one image alone minus inside the batch next to an outlier.", True),
-        table(same, f"Same tolerance for all ({args.tol:g}), one round", False)]) + "\n"
+        table(best, f"Matched accuracy: each method at the fastest setting (tolerances {{{args.tols}}}; calibration "
+                    f"targets {{{args.targets}}} bits/dim) whose solver error (mean bits/dim against the method's own "
+                    f"solve at rtol = atol = {args.ref_tol:g}, same probes) is within {args.accuracy}; medians of "
+                    f"{args.repeats} rounds. Worst image: the largest per-image |solver error|. Last column, at the "
+                    "common setting: bits/dim of one image alone minus inside the batch next to an outlier.", True),
+        table(same, f"Common setting (tol {args.tol:g}; calibration target {args.target:g}), one round", False)]
+        + ([f"Calibration (once per model and target, not in images/s): {'; '.join(notes)}."] if notes else [])) + "\n"
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

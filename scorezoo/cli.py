@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-size", type=_positive_float, default=None, help="step of a fixed-step --method")
     p.add_argument("--batch-size", type=_positive_int, default=1,
                    help="pictures per ODE solve (default 1: each picture's result and NFE are its own)")
+    p.add_argument("--fast", action="store_true",
+                   help="fixed steps on the model's calibrated schedule (the zoo's digits models: 32 evaluations "
+                        "instead of about 460, within about 0.005 bits/dim); ignores --rtol/--atol/--method")
     p.set_defaults(func=cmd_bpd)
 
     p = sub.add_parser("sample", parents=[common, model], help="draw samples into an image grid")
@@ -259,6 +262,12 @@ def cmd_bpd(args: argparse.Namespace) -> int:
     solver = dict(rtol=args.rtol, atol=args.atol, method=args.method)
     if args.step_size is not None:
         solver["options"] = {"step_size": args.step_size}
+    if args.fast:
+        schedule = pipe.likelihood_schedule
+        if schedule is None:
+            raise CLIError(f"{name} has no calibrated likelihood schedule, so --fast cannot be used; drop --fast "
+                           "(or calibrate one: ScorePipeline.calibrate_likelihood_schedule).", EXIT_USAGE)
+        solver = {"schedule": "calibrated"}
     results = []
     bar = tqdm(total=len(inputs), desc="bits/dim", unit="image", delay=1.0, disable=True if args.quiet else None,
                leave=False)
@@ -289,6 +298,14 @@ def cmd_bpd(args: argparse.Namespace) -> int:
     mean_se = float(bpds.std(ddof=1) / math.sqrt(len(bpds))) if len(bpds) > 1 else None
     estimator = {"estimator": "probability-flow ODE", "divergence": args.divergence,
                  "num_repeats": args.num_repeats, "seed": args.seed, **{k: v for k, v in solver.items()}}
+    if args.fast:
+        sch = pipe.likelihood_schedule
+        estimator["schedule"] = {"method": sch.method, "time_variable": sch.time_variable, "steps": sch.num_steps,
+                                 "estimated_error_bpd": sch.estimated_error}
+        solver_text = (f"{sch.method}, {sch.num_steps} fixed steps in {sch.time_variable.replace('_', ' ')}, "
+                       f"calibrated error ≈ {sch.estimated_error:.3f} bits/dim")
+    else:
+        solver_text = f"{args.method}, rtol {args.rtol:g}, atol {args.atol:g}"
     if args.json:
         print(json.dumps({"model": name, "source": where, "data_shape": list(pipe.data_shape),
                           "num_levels": pipe.num_levels, "settings": estimator, "results": results,
@@ -297,7 +314,7 @@ def cmd_bpd(args: argparse.Namespace) -> int:
     else:
         c, h, w = pipe.data_shape
         print(f"model      {name} ({where}): {pipe.sde.name.upper()} SDE, {h}×{w}×{c}, {pipe.num_levels} levels")
-        print(f"estimator  probability-flow ODE ({args.method}, rtol {args.rtol:g}, atol {args.atol:g}), "
+        print(f"estimator  probability-flow ODE ({solver_text}), "
               f"{args.divergence} divergence, {args.num_repeats} dequantization draw(s) per picture, seed {args.seed}")
         print(f"transform  EXIF orientation, transparency over {'white' if args.invert else 'black'}, "
               f"{'L' if c == 1 else 'RGB'}, centre-crop + Lanczos resize to {w}×{h}, "

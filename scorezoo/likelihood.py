@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,13 +27,15 @@ from .dequantization import dequantization_log_jacobian
 from .sde import SDE, _bcast
 
 __all__ = ["log_likelihood", "LikelihoodResult", "likelihood_bound", "BoundResult", "bits_per_dim",
-           "divergence_fn", "ScoreFn"]
+           "divergence_fn", "ScoreFn", "LikelihoodSchedule", "calibrate_schedule"]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 DIVERGENCES = ("hutchinson", "exact")
 SOLVERS = ("torchdiffeq", "torchode")
-TIME_VARIABLES = ("t", "rho")
+TIME_VARIABLES = ("t", "rho", "log_rho")
+#: torchdiffeq's fixed-step methods that a schedule can use, with their orders (stages per step = NFE per step)
+FIXED_METHODS = {"euler": (1, 1), "midpoint": (2, 2), "heun2": (2, 2), "heun3": (3, 3), "rk4": (4, 4)}
 PROBES = ("rademacher", "gaussian")
 
 
@@ -152,6 +155,146 @@ def divergence_fn(
     return s, diag.sum(1) if reduce else diag.view_as(x)
 
 
+@dataclass
+class LikelihoodSchedule:
+    """A fixed step schedule for :func:`log_likelihood`, made by :func:`calibrate_schedule`.
+
+    The solve takes one step of the fixed-step ``method`` per interval of ``times``, integrating in
+    ``time_variable``; it costs ``num_steps * stages`` network evaluations (each a forward and one backward
+    pass per Hutchinson probe) whatever the batch, and since no step depends on the data the answer of
+    each sample does not depend on its batch mates.
+
+    Attributes:
+        times: ``(N + 1,)`` float64 times from ``eps`` to ``T``, increasing.
+        method: a torchdiffeq fixed-step method (``"rk4"``, ``"heun3"``, ``"midpoint"``, ``"heun2"``, ``"euler"``).
+        time_variable: ``"log_rho"`` or ``"t"`` (see :func:`log_likelihood`).
+        target: the calibration target in bits/dim, or ``None``.
+        estimated_error: the calibration's estimate of its error in bits/dim (root mean square over the
+            calibration samples of each sample's estimated log p error, over ``D ln 2``), or ``None``.
+        num_calibration_samples: how many samples the calibration used.
+    """
+
+    times: torch.Tensor
+    method: str = "rk4"
+    time_variable: str = "log_rho"
+    target: float | None = None
+    estimated_error: float | None = None
+    num_calibration_samples: int = 0
+
+    def __post_init__(self):
+        self.times = torch.as_tensor(self.times, dtype=torch.float64).flatten().cpu()
+        if self.method not in FIXED_METHODS:
+            raise ValueError(f"a schedule's method must be one of {sorted(FIXED_METHODS)}, got {self.method!r}.")
+        if self.time_variable not in ("t", "log_rho"):
+            raise ValueError(f"a schedule's time_variable must be 't' or 'log_rho', got {self.time_variable!r}.")
+        if len(self.times) < 2 or not torch.isfinite(self.times).all() or (self.times.diff() <= 0).any():
+            raise ValueError("a schedule's times must be at least two finite, increasing times from eps to T.")
+
+    @property
+    def eps(self) -> float:
+        """The start time (the likelihood's time truncation)."""
+        return self.times[0].item()
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.times) - 1
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations of one solve: steps times the method's stages."""
+        return self.num_steps * FIXED_METHODS[self.method][1]
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (the ``likelihood_schedule`` entry of a pipeline config)."""
+        return {"times": self.times.tolist(), "method": self.method, "time_variable": self.time_variable,
+                "target": self.target, "estimated_error": self.estimated_error,
+                "num_calibration_samples": self.num_calibration_samples}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LikelihoodSchedule":
+        """Inverse of :meth:`to_dict`. Raises ValueError on a malformed dict."""
+        if not isinstance(d, dict) or "times" not in d:
+            raise ValueError("a likelihood schedule must be a dict with 'times'.")
+        known = {"times", "method", "time_variable", "target", "estimated_error", "num_calibration_samples"}
+        try:
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except (TypeError, RuntimeError) as e:
+            raise ValueError(f"malformed likelihood schedule: {e}") from None
+
+
+class _Flow:
+    """The probability-flow ODE and its divergence integral in a chosen time variable ``u``.
+
+    State: the tuple ``(position (B, D), accumulated divergence (B,))``; the position is ``x`` for
+    ``"t"`` and ``"log_rho"``, ``y = x / alpha_t`` for ``"rho"``. ``u = t``, ``rho_t`` or ``log rho_t``.
+    """
+
+    def __init__(self, score_fn, sde, shape, dtype, device, eps, time_variable, probes, chunk_size):
+        self.score_fn, self.sde, self.shape, self.dtype = score_fn, sde, shape, dtype
+        self.b, self.d = shape[0], math.prod(shape[1:])
+        self.time_variable, self.probes, self.chunk_size = time_variable, probes, chunk_size
+        self.device = device
+        t_ends = torch.tensor([eps, sde.T], dtype=torch.float64)
+        self.a_eps, self.a_T = (v.item() for v in sde.alpha_sigma(t_ends)[0])
+        self.u0, self.u1 = (v.item() for v in self.to_u(t_ends))
+        self.nfe = 0
+
+    def to_u(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.float64)
+        if self.time_variable == "t":
+            return t
+        rho = self.sde.rho(t)
+        return rho if self.time_variable == "rho" else torch.log(rho)
+
+    def to_t(self, u: torch.Tensor) -> torch.Tensor:
+        """``t(u)``, float64."""
+        u = torch.as_tensor(u, dtype=torch.float64)
+        if self.time_variable == "t":
+            return u
+        return self.sde.rho_inverse(u if self.time_variable == "rho" else torch.exp(u))
+
+    def _dt_du(self, u: torch.Tensor) -> torch.Tensor:
+        """``dt/du`` for ``u = log rho``, by autograd of the closed-form ``rho_inverse`` in float64."""
+        with torch.enable_grad():
+            ug = u.detach().double().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.to_t(ug).sum(), ug)
+        return g
+
+    def __call__(self, u: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        self.nfe += 1
+        b, d, dt, sde = self.b, self.d, self.dtype, self.sde
+        y = state[0].reshape(self.shape)
+        # adaptive solvers' first-step heuristics may probe outside the interval, where beta(t) < 0
+        u = torch.as_tensor(u, dtype=torch.float64).clamp(self.u0, self.u1)
+        if self.time_variable == "rho":
+            t = sde.rho_inverse(u).to(dt).expand(b)
+            alpha, sigma = sde.alpha_sigma(t)
+            s, div_s = divergence_fn(self.score_fn, _bcast(alpha, y) * y, t, probes=self.probes,
+                                     chunk_size=self.chunk_size)
+            return (-_bcast(sigma, y) * s).reshape(b, d), -sigma * alpha * div_s
+        t = self.to_t(u).to(dt).expand(b).to(self.device)
+        s, div_s = divergence_fn(self.score_fn, y, t, probes=self.probes, chunk_size=self.chunk_size)
+        f, g2 = sde.drift_coef(t), sde.diffusion(t) ** 2
+        dy = (_bcast(f, y) * y - 0.5 * _bcast(g2, y) * s).reshape(b, d)
+        ddelta = d * f - 0.5 * g2 * div_s
+        if self.time_variable == "log_rho":
+            j = self._dt_du(u).to(dt).to(self.device).expand(b)
+            dy, ddelta = j[:, None] * dy, j * ddelta
+        return dy, ddelta
+
+
+def _check_schedule(schedule, eps: float) -> "LikelihoodSchedule":
+    if isinstance(schedule, dict):
+        schedule = LikelihoodSchedule.from_dict(schedule)
+    if not isinstance(schedule, LikelihoodSchedule):
+        raise ValueError(f"schedule must be a LikelihoodSchedule (from calibrate_schedule) or None, "
+                         f"got {type(schedule).__name__}.")
+    if abs(schedule.eps - eps) > 1e-6 * eps:
+        raise ValueError(f"the schedule starts at eps = {schedule.eps:g} but the likelihood asks for eps = {eps:g}; "
+                         "calibrate a schedule for this eps.")
+    return schedule
+
+
 def log_likelihood(
     score_fn: ScoreFn,
     sde: SDE,
@@ -170,6 +313,7 @@ def log_likelihood(
     solver: str | None = None,
     time_variable: str = "t",
     times: torch.Tensor | None = None,
+    schedule: LikelihoodSchedule | None = None,
 ) -> LikelihoodResult:
     """Exact log-likelihood ``log p_eps(x)`` under the probability-flow ODE (Song et al. 2021, eq. 39).
 
@@ -197,22 +341,31 @@ def log_likelihood(
             ``"tsit5"``). On the digits model the batch solve is the faster (benchmarks/results/); with either,
             an image's bits/dim moves by 1e-4 to 1e-3 between being scored alone and next to an outlier at
             rtol = atol = 1e-5 (batched kernels round differently, which flips step decisions).
-        time_variable: integrate in ``"t"`` or in ``"rho"`` = sigma_t / alpha_t for ``y = x / alpha_t``, where
+        time_variable: integrate in ``"t"``, in ``"rho"`` = sigma_t / alpha_t for ``y = x / alpha_t``, where
             the ODE reads ``dy/drho = -sigma_t s(x, t)`` (the epsilon-prediction for an epsilon network;
-            Karras et al. 2022, eq. 4; Lu et al. 2022).
+            Karras et al. 2022, eq. 4; Lu et al. 2022), or in ``"log_rho"`` = log(sigma_t / alpha_t) (minus
+            the half log-SNR of Lu et al. 2022) for ``x`` itself, where the divergence integrand of a VP model
+            stays between 0 and D per unit of log rho.
         times: optional increasing times in [eps, T] at which to report the accumulated divergence
-            integral (``delta_logp_path``), e.g. to plot the log-density along ODE time.
+            integral (``delta_logp_path``), e.g. to plot the log-density along ODE time. With a schedule,
+            they are added to its steps.
+        schedule: a :class:`LikelihoodSchedule` from :func:`calibrate_schedule`: fixed steps (its ``method``
+            and ``time_variable`` replace the arguments; ``rtol``, ``atol``, ``solver`` are unused). Costs
+            ``schedule.nfe`` evaluations; each sample's answer is independent of its batch mates.
 
     Returns:
         :class:`LikelihoodResult` with ``logp`` ``(B,)`` in nats.
 
     Raises:
         ValueError: bad ``x`` (not a float tensor, no batch dimension, empty, NaN/inf), ``eps`` outside
-            (0, T), or unknown options.
+            (0, T), a schedule made for another ``eps``, or unknown options.
     """
     _check_x(x)
     _check_options(divergence, probe, num_probes)
     sde._check_eps(eps)
+    if schedule is not None:
+        schedule = _check_schedule(schedule, eps)
+        method, time_variable, solver = schedule.method, schedule.time_variable, "torchdiffeq"
     if solver is None:
         solver = "torchdiffeq"
     if solver not in SOLVERS:
@@ -222,63 +375,39 @@ def log_likelihood(
     b, d, shape = x.shape[0], x[0].numel(), x.shape
     dt = x.dtype
     probes = _draw_probes(x, probe, num_probes, generator) if divergence == "hutchinson" else None
-    t_ends = torch.tensor([eps, sde.T], dtype=torch.float64)
-    a_eps, a_T = (v.item() for v in sde.alpha_sigma(t_ends)[0])
-    if time_variable == "t":
-        u0, u1 = eps, sde.T
-        y0 = x.detach()
-    else:
-        u0, u1 = (v.item() for v in sde.rho(t_ends))
-        y0 = x.detach() / a_eps
-    nfe = 0
+    flow = _Flow(score_fn, sde, shape, dt, x.device, eps, time_variable, probes, chunk_size)
+    a_eps, a_T = flow.a_eps, flow.a_T
+    y0 = x.detach() / a_eps if time_variable == "rho" else x.detach()
 
-    def dynamics(u: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """Flat state ``(B, D + 1)`` = (position, accumulated divergence); ``u: (B,)`` or scalar."""
-        nonlocal nfe
-        nfe += 1
-        y = state[:, :d].reshape(shape)
-        # adaptive solvers' first-step heuristics may probe outside the interval, where beta(t) < 0
-        u = u.clamp(u0, u1).expand(b).to(dt)
-        if time_variable == "t":
-            s, div_s = divergence_fn(score_fn, y, u, probes=probes, chunk_size=chunk_size)
-            f, g2 = sde.drift_coef(u), sde.diffusion(u) ** 2
-            dy = _bcast(f, y) * y - 0.5 * _bcast(g2, y) * s
-            ddelta = d * f - 0.5 * g2 * div_s
-        else:
-            t = sde.rho_inverse(u)
-            alpha, sigma = sde.alpha_sigma(t)
-            s, div_s = divergence_fn(score_fn, _bcast(alpha, y) * y, t, probes=probes, chunk_size=chunk_size)
-            dy = -_bcast(sigma, y) * s
-            ddelta = -sigma * alpha * div_s
-        return torch.cat([dy.reshape(b, d), ddelta[:, None]], dim=1)
-
-    u_grid = torch.tensor([u0, u1], dtype=torch.float64)
+    # the solver's grid: the schedule's steps (or just the ends), plus the interior times asked for
+    steps = flow.to_u(schedule.times.clamp(eps, sde.T)) if schedule is not None else \
+        torch.tensor([flow.u0, flow.u1], dtype=torch.float64)
+    steps[0], steps[-1] = flow.u0, flow.u1
+    u_grid = steps
     if times is not None:
         times = torch.as_tensor(times, dtype=torch.float64).flatten().cpu()
         slack = 1e-6 * eps  # a float32 eps rounds below the float64 one
         if len(times) == 0 or (times.diff() <= 0).any() or times[0] < eps - slack or times[-1] > sde.T + slack:
             raise ValueError(f"times must be increasing within [eps, T] = [{eps:g}, {sde.T:g}].")
         times = times.clamp(eps, sde.T)
-        # the solver's grid takes the interior times; the ends are the solve's own start and end
-        interior = (times > eps) & (times < sde.T)
-        u_in = times[interior] if time_variable == "t" else sde.rho(times[interior])
-        u_grid = torch.cat([u_grid[:1], u_in, u_grid[1:]])
-    state0 = torch.cat([y0.reshape(b, d), torch.zeros(b, 1, dtype=dt, device=x.device)], dim=1)
+        u_times = flow.to_u(times)
+        u_grid = torch.unique(torch.cat([steps, u_times.clamp(flow.u0, flow.u1)]))
+    state0 = (y0.reshape(b, d), torch.zeros(b, dtype=dt, device=x.device))
     with torch.no_grad(), _frozen(score_fn):
         if solver == "torchdiffeq":
             # a tuple state, so that torchdiffeq's mixed norm controls the log-density on its own
-            ys, deltas = odeint(lambda u, st: _split(dynamics(u, torch.cat([st[0], st[1][:, None]], 1)), d),
-                                _split(state0, d), u_grid.to(dt).to(x.device), rtol=rtol, atol=atol,
-                                method=method, options=options)
-            path = torch.cat([ys, deltas[..., None]], 2)
+            ys, deltas = odeint(flow, state0, u_grid.to(dt).to(x.device), rtol=rtol, atol=atol, method=method,
+                                options=options)
         else:
-            path = _solve_per_sample(dynamics, state0, u_grid, rtol=rtol, atol=atol, method=method)
-    y_end, delta = path[-1, :, :d].reshape(shape), path[-1, :, d]
+            path = _solve_per_sample(lambda u, st: torch.cat([(o := flow(u, _split(st, d)))[0], o[1][:, None]], 1),
+                                     torch.cat([state0[0], state0[1][:, None]], 1), u_grid, rtol=rtol, atol=atol,
+                                     method=method)
+            ys, deltas = path[..., :d], path[..., d]
+    y_end, delta = ys[-1].reshape(shape), deltas[-1]
     delta_path = None
     if times is not None:
-        delta_path = torch.zeros(len(times), b, dtype=dt, device=x.device)
-        delta_path[interior.to(x.device)] = path[1:-1, :, d]
-        delta_path[(times >= sde.T).to(x.device)] = delta
+        idx = torch.searchsorted(u_grid, u_times.clamp(flow.u0, flow.u1))
+        delta_path = deltas[idx.to(x.device)]
     if time_variable == "rho":
         # x_T = alpha_T y_T, and the densities of x and y = x / alpha differ by D log alpha at each end
         y_end = a_T * y_end
@@ -287,8 +416,112 @@ def log_likelihood(
             a_path = sde.alpha_sigma(times)[0]
             delta_path = delta_path + d * torch.log(a_path / a_eps).to(dt)[:, None]
     prior = sde.prior_logp(y_end)
-    return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, nfe=nfe, z=y_end,
+    return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, nfe=flow.nfe, z=y_end,
                             times=None if times is None else times.to(dt), delta_logp_path=delta_path)
+
+
+def calibrate_schedule(
+    score_fn: ScoreFn,
+    sde: SDE,
+    x: torch.Tensor,
+    *,
+    eps: float = 1e-5,
+    target: float = 0.005,
+    method: str = "rk4",
+    time_variable: str = "log_rho",
+    initial_steps: int = 4,
+    max_steps: int = 64,
+    divergence: str = "hutchinson",
+    probe: str = "rademacher",
+    generator: torch.Generator | None = None,
+) -> LikelihoodSchedule:
+    """Find a short fixed step schedule whose log-likelihood error on ``x`` is about ``target`` bits/dim.
+
+    Starts from ``initial_steps`` steps uniform in ``time_variable`` and halves, one at a time, the step
+    with the largest estimated error until the estimated total error is at most ``target``. The error of
+    one step is estimated by step doubling with Richardson's factor ``2^p / (2^p - 1)`` for a method of
+    order p (Hairer, Nørsett & Wanner, Solving ODEs I, Sec. II.4), in the log-density and in the position;
+    a position error ``dx`` at time t moves the final answer by ``s(x, t) . dx`` to first order, because the
+    rest of the solve returns ``log p_t`` at the moved point (instantaneous change of variables; Chen et al.
+    2018), so each step's error in nats is ``e = d(log p) + s . dx``. The criterion is the root mean square
+    over the samples of ``sum_steps e``, over ``D ln 2``.
+
+    Calibrate on data like the data to be scored (e.g. training images, dequantized); the schedule is then
+    reused for every batch, at ``schedule.nfe`` evaluations per solve. The estimate covers the
+    discretisation error only: the Hutchinson estimator's own noise is the same as with any solver.
+
+    Args:
+        score_fn: ``(B, *S), (B,) -> (B, *S)``.
+        sde: the forward SDE.
+        x: ``(B, *S)`` calibration points in the model's data space (16 to 64 are plenty).
+        eps: start time, in (0, T).
+        target: the error to reach, bits/dim (> 0).
+        method: a fixed-step torchdiffeq method, one of ``FIXED_METHODS``.
+        time_variable: ``"log_rho"`` (the default: the steps of a VP model's ODE are then nearly even) or ``"t"``.
+        initial_steps, max_steps: the schedule's first and largest number of steps.
+        divergence, probe, generator: as for :func:`log_likelihood`.
+
+    Returns:
+        :class:`LikelihoodSchedule`; a ``UserWarning`` if ``max_steps`` stopped it above ``target``.
+
+    Raises:
+        ValueError: bad ``x``, ``eps``, ``target``, step counts, method or time variable.
+    """
+    _check_x(x)
+    _check_options(divergence, probe, 1)
+    sde._check_eps(eps)
+    if not target > 0:
+        raise ValueError(f"target must be > 0 bits/dim, got {target}.")
+    if method not in FIXED_METHODS:
+        raise ValueError(f"method must be a fixed-step method, one of {sorted(FIXED_METHODS)}; got {method!r}.")
+    if time_variable not in ("t", "log_rho"):
+        raise ValueError(f"time_variable must be 't' or 'log_rho' for a schedule, got {time_variable!r}.")
+    if not 1 <= int(initial_steps) <= int(max_steps):
+        raise ValueError(f"need 1 <= initial_steps <= max_steps, got {initial_steps} and {max_steps}.")
+    b, d, shape, dt = x.shape[0], x[0].numel(), x.shape, x.dtype
+    probes = _draw_probes(x, probe, 1, generator) if divergence == "hutchinson" else None
+    flow = _Flow(score_fn, sde, shape, dt, x.device, eps, time_variable, probes, None)
+    order = FIXED_METHODS[method][0]
+    richardson = 2**order / (2**order - 1)
+    grid = torch.linspace(flow.u0, flow.u1, int(initial_steps) + 1, dtype=torch.float64).tolist()
+
+    def solve(state, us):
+        return odeint(flow, state, torch.tensor(us, dtype=dt, device=x.device), method=method)
+
+    def step_error(i, state):
+        """``(B,)`` nats: Richardson estimate of step i's error, carried to the end of the solve."""
+        a, c = grid[i], grid[i + 1]
+        coarse = solve(state, [a, c])
+        fine = solve(state, [a, (a + c) / 2, c])
+        t_end = flow.to_t(torch.tensor(c, dtype=torch.float64)).to(dt).expand(b).to(x.device)
+        s = score_fn(fine[0][-1].reshape(shape), t_end)
+        dx = (coarse[0][-1] - fine[0][-1]).reshape(shape)
+        return richardson * ((coarse[1][-1] - fine[1][-1]) + (s * dx).flatten(1).sum(1))
+
+    with torch.no_grad(), _frozen(score_fn):
+        states = [(x.detach().reshape(b, d), torch.zeros(b, dtype=dt, device=x.device))]
+        errors: list[torch.Tensor] = []
+        first_stale = 0
+        while True:
+            # recompute the states and step errors from the first changed step on
+            del states[first_stale + 1:], errors[first_stale:]
+            path = solve(states[first_stale], grid[first_stale:])
+            states += [(path[0][k], path[1][k]) for k in range(1, len(grid) - first_stale)]
+            errors += [step_error(i, states[i]) for i in range(first_stale, len(grid) - 1)]
+            per_step = torch.stack(errors).double()  # (N, B) nats
+            estimate = per_step.sum(0).pow(2).mean().sqrt().item() / (d * math.log(2))
+            if estimate <= target or len(grid) - 1 >= max_steps:
+                break
+            worst = int(per_step.pow(2).mean(1).argmax())
+            grid.insert(worst + 1, (grid[worst] + grid[worst + 1]) / 2)
+            first_stale = worst
+    if estimate > target:
+        warnings.warn(f"calibrate_schedule stopped at max_steps = {max_steps} with an estimated error of "
+                      f"{estimate:.3g} bits/dim > target {target:g}; raise max_steps or the target.", stacklevel=2)
+    times = flow.to_t(torch.tensor(grid, dtype=torch.float64))
+    times[0], times[-1] = eps, sde.T
+    return LikelihoodSchedule(times=times, method=method, time_variable=time_variable, target=float(target),
+                              estimated_error=estimate, num_calibration_samples=b)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,8 @@ from torch import nn
 from . import __version__
 from .data import levels_to_uint8, to_levels
 from .dequantization import data_to_levels, uniform_dequantize
-from .likelihood import LikelihoodResult, bits_per_dim, likelihood_bound, log_likelihood
+from .likelihood import (LikelihoodResult, LikelihoodSchedule, bits_per_dim, calibrate_schedule, likelihood_bound,
+                         log_likelihood)
 from .models import PARAMETERIZATIONS, ScoreModel, load_network, save_network
 from .sampling import get_sampler
 from .sde import SDE, get_sde
@@ -92,6 +93,8 @@ class ScorePipeline:
         parameterization: ``"epsilon"``, ``"x0"`` or ``"score"``.
         time_scale: the network sees ``time_scale * t``.
         extra_config: other JSON-able metadata kept in the config (e.g. dataset, training command).
+        likelihood_schedule: a fixed step schedule for fast likelihoods (:meth:`calibrate_likelihood_schedule`),
+            a :class:`~scorezoo.likelihood.LikelihoodSchedule` or its dict; used with ``schedule="calibrated"``.
 
     Raises:
         ValueError: inconsistent arguments.
@@ -110,6 +113,7 @@ class ScorePipeline:
         parameterization: str = "epsilon",
         time_scale: float = 999.0,
         extra_config: dict | None = None,
+        likelihood_schedule: LikelihoodSchedule | dict | None = None,
     ):
         sde._check_eps(eps)
         sde._check_eps(sampling_eps)
@@ -127,6 +131,11 @@ class ScorePipeline:
         self.parameterization = parameterization
         self.time_scale = float(time_scale)
         self.extra_config = dict(extra_config or {})
+        if isinstance(likelihood_schedule, dict):
+            likelihood_schedule = LikelihoodSchedule.from_dict(likelihood_schedule)
+        if likelihood_schedule is not None and abs(likelihood_schedule.eps - self.eps) > 1e-6 * self.eps:
+            raise ValueError(f"likelihood_schedule starts at {likelihood_schedule.eps:g}, not at eps = {self.eps:g}.")
+        self.likelihood_schedule = likelihood_schedule
 
     # -- properties ------------------------------------------------------------------------------------
     @property
@@ -165,6 +174,7 @@ class ScorePipeline:
             "data_range": list(self.data_range),
             "parameterization": self.parameterization,
             "time_scale": self.time_scale,
+            **({"likelihood_schedule": self.likelihood_schedule.to_dict()} if self.likelihood_schedule else {}),
             **self.extra_config,
         }
 
@@ -209,13 +219,17 @@ class ScorePipeline:
             network = load_network(folder / NETWORK_FOLDER)
         except FileNotFoundError as e:
             raise ValueError(str(e)) from None
-        known = {"data_shape", "eps", "sampling_eps", "num_levels", "data_range", "parameterization", "time_scale"}
+        known = {"data_shape", "eps", "sampling_eps", "num_levels", "data_range", "parameterization", "time_scale",
+                 "likelihood_schedule"}
         missing = {"sde", "data_shape"} - set(cfg)
         if missing:
             raise ValueError(f"{cfg_path} lacks {sorted(missing)}.")
         kwargs = {k: cfg[k] for k in known if k in cfg}
         extra = {k: v for k, v in cfg.items() if k not in known | {"sde"} and not k.startswith("_")}
-        pipe = cls(network, get_sde(cfg["sde"]), extra_config=extra, **kwargs)
+        try:
+            pipe = cls(network, get_sde(cfg["sde"]), extra_config=extra, **kwargs)
+        except ValueError as e:
+            raise ValueError(f"{cfg_path}: {e}") from None
         return pipe.to(device=device or "cpu", dtype=dtype)
 
     def save_pretrained(self, save_directory: str | Path) -> None:
@@ -344,14 +358,42 @@ class ScorePipeline:
     def log_likelihood(self, x: torch.Tensor, **kwargs) -> LikelihoodResult:
         """Exact ``log p_eps(x)`` in nats of points ``x: (B, *S)`` in the data space, by the probability-flow
         ODE; keyword arguments as :func:`scorezoo.likelihood.log_likelihood` (``eps`` defaults to the
-        model's).
+        model's). ``schedule="calibrated"`` takes the fixed steps of :attr:`likelihood_schedule`
+        (about 30 evaluations on the zoo's digits models instead of about 460 at the default tolerances).
+
+        Raises:
+            ValueError: wrong shape, NaN/inf, empty batch, bad options, ``schedule="calibrated"`` on a model
+                without a calibrated schedule.
+        """
+        x = self._check_x(x)
+        kwargs.setdefault("eps", self.eps)
+        if isinstance(kwargs.get("schedule"), str):
+            if kwargs["schedule"] != "calibrated":
+                raise ValueError(f"schedule must be 'calibrated', a LikelihoodSchedule or None; "
+                                 f"got {kwargs['schedule']!r}.")
+            if self.likelihood_schedule is None:
+                raise ValueError("this model has no calibrated likelihood schedule: run "
+                                 "pipe.calibrate_likelihood_schedule(x) on data like yours, or leave schedule unset "
+                                 "for the adaptive solver.")
+            kwargs["schedule"] = self.likelihood_schedule
+        return log_likelihood(self.model, self.sde, x, **kwargs)
+
+    def calibrate_likelihood_schedule(self, x: torch.Tensor, **kwargs) -> LikelihoodSchedule:
+        """Calibrate, keep (as :attr:`likelihood_schedule`, saved by :meth:`save_pretrained`) and return a fixed
+        step schedule for fast likelihoods of data like ``x``.
+
+        Args:
+            x: ``(B, *S)`` points in the data space, e.g. dequantized training images
+                (:func:`scorezoo.dequantization.uniform_dequantize`); 16 to 64 are plenty.
+            kwargs: as :func:`scorezoo.likelihood.calibrate_schedule` (``target`` in bits/dim, default 0.005).
 
         Raises:
             ValueError: wrong shape, NaN/inf, empty batch, bad options.
         """
         x = self._check_x(x)
         kwargs.setdefault("eps", self.eps)
-        return log_likelihood(self.model, self.sde, x, **kwargs)
+        self.likelihood_schedule = calibrate_schedule(self.model, self.sde, x, **kwargs)
+        return self.likelihood_schedule
 
     def bits_per_dim(
         self,

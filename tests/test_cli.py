@@ -178,3 +178,25 @@ def test_unexpected_errors_one_line_unless_debug(model_dir, tmp_path, capsys, mo
     monkeypatch.setenv("SCOREZOO_DEBUG", "1")
     with pytest.raises(TypeError, match="a bug"):
         cli.main(argv)
+
+
+def test_bpd_fast_uses_the_models_schedule(model_dir, tmp_path, capsys):
+    """--fast takes the model's calibrated schedule (NFE = steps x 4 for rk4) and says so; on a model
+    without one it is a usage error that says what to do."""
+    pytest.importorskip("sklearn")
+    from scorezoo.likelihood import LikelihoodSchedule
+
+    code, _, err = run(capsys, "bpd", "--digits", "1", "--model", model_dir, "--fast")
+    assert code == 2 and "no calibrated likelihood schedule" in err and "drop --fast" in err
+    pipe = tiny_unet_pipeline()
+    pipe.extra_config["dataset"] = "digits"
+    pipe.likelihood_schedule = LikelihoodSchedule(torch.linspace(pipe.eps, 1.0, 7, dtype=torch.float64),
+                                                  estimated_error=0.004)
+    folder = _save(pipe, tmp_path / "scheduled")
+    code, out, _ = run(capsys, "bpd", "--digits", "2", "--model", folder, "-k", "1", "--fast", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["settings"]["schedule"]["steps"] == 6
+    assert [r["nfe"] for r in report["results"]] == [24, 24]
+    code, out, _ = run(capsys, "bpd", "--digits", "1", "--model", folder, "-k", "1", "--fast")
+    assert code == 0 and "rk4, 6 fixed steps in log rho, calibrated error ≈ 0.004 bits/dim" in out

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from scorezoo import log_likelihood
-from scorezoo.likelihood import divergence_fn
+from scorezoo.likelihood import LikelihoodSchedule, calibrate_schedule, divergence_fn
 
 EPS = 1e-5
 
@@ -103,7 +103,8 @@ def test_bad_options_raise_value_error(gaussian):
 
 
 @pytest.mark.parametrize("solver, time_variable", [("torchdiffeq", "t"), ("torchdiffeq", "rho"),
-                                                   ("torchode", "t"), ("torchode", "rho")])
+                                                   ("torchdiffeq", "log_rho"), ("torchode", "t"),
+                                                   ("torchode", "rho"), ("torchode", "log_rho")])
 def test_solvers_and_time_variables_agree_with_closed_form(gaussian, solver, time_variable):
     """Every solver and time variable reproduces the closed form within 1e-4 nats/dim, and the path of the
     divergence integral matches log p_eps(x) - log p_tau(x_tau) at intermediate times (affine flow)."""
@@ -154,3 +155,81 @@ def test_reduce_false_gives_terms_that_sum_to_the_divergence(gaussian):
     alpha, c = gaussian._c(t)
     prec = gaussian.eigvecs @ torch.diag(1 / c[0]) @ gaussian.eigvecs.T
     torch.testing.assert_close(diag[0], -prec.diagonal())
+
+
+def _bpd_error(gaussian, res, x):
+    """Per-sample error of ``res.logp`` against the closed form, in bits/dim."""
+    return (res.logp.double() - gaussian.ode_log_likelihood(x.double(), EPS)) / (gaussian.dim * math.log(2))
+
+
+@pytest.mark.parametrize("time_variable", ["log_rho", "t"])
+def test_calibrated_schedule_meets_its_target_on_held_out_samples(gaussian, time_variable):
+    """Calibrated on 32 samples, a schedule's error on 32 other samples is within 2x its target, and the
+    calibration's own estimate is within a factor 2 of that error (step doubling is an estimate, not a bound).
+    A coarser target gives fewer steps and a larger error."""
+    xc = gaussian.sample(32, torch.Generator().manual_seed(10))
+    xt = gaussian.sample(32, torch.Generator().manual_seed(11))
+    fine = calibrate_schedule(gaussian, gaussian.sde, xc, eps=EPS, target=0.005, divergence="exact",
+                              time_variable=time_variable)
+    coarse = calibrate_schedule(gaussian, gaussian.sde, xc, eps=EPS, target=0.05, divergence="exact",
+                                time_variable=time_variable)
+    assert fine.estimated_error <= 0.005 and coarse.estimated_error <= 0.05
+    assert coarse.num_steps < fine.num_steps
+    assert fine.times[0].item() == EPS and fine.times[-1].item() == gaussian.sde.T
+    errors = {}
+    for name, sch in (("fine", fine), ("coarse", coarse)):
+        res = log_likelihood(gaussian, gaussian.sde, xt, eps=EPS, divergence="exact", schedule=sch)
+        assert res.nfe == sch.nfe == 4 * sch.num_steps  # rk4: four evaluations per step, nothing else
+        errors[name] = _bpd_error(gaussian, res, xt).pow(2).mean().sqrt().item()
+    assert errors["fine"] < 2 * 0.005, errors
+    assert 0.5 < errors["fine"] / fine.estimated_error < 2, (errors, fine.estimated_error)
+    assert errors["coarse"] > errors["fine"]
+
+
+def test_schedule_is_batch_independent_and_reports_paths(gaussian):
+    """Fixed steps: a sample scores the same alone and next to an outlier (float32 rounding only), and
+    ``times=`` still reports the divergence path (its times are added to the steps)."""
+    xc = gaussian.sample(16, torch.Generator().manual_seed(12))
+    sch = calibrate_schedule(gaussian, gaussian.sde, xc, eps=EPS, target=0.01, divergence="exact")
+    x = gaussian.sample(3, torch.Generator().manual_seed(13)).float()
+    batch = torch.cat([x, 50 * torch.ones(1, gaussian.dim)])
+    alone = log_likelihood(gaussian, gaussian.sde, x[:1], eps=EPS, divergence="exact", schedule=sch).logp
+    together = log_likelihood(gaussian, gaussian.sde, batch, eps=EPS, divergence="exact", schedule=sch).logp[:1]
+    assert ((alone - together).abs() / gaussian.dim).max() < 1e-5
+    times = torch.tensor([0.05, 0.5], dtype=torch.float64)
+    res = log_likelihood(gaussian, gaussian.sde, x.double(), eps=EPS, divergence="exact", schedule=sch, times=times)
+    assert res.delta_logp_path.shape == (2, 3)
+    for k, tau in enumerate(times.tolist()):
+        expected = gaussian.log_prob(x.double(), torch.full((3,), EPS, dtype=torch.float64)) - gaussian.log_prob(
+            gaussian.flow(x.double(), EPS, tau), torch.full((3,), tau, dtype=torch.float64))
+        assert ((res.delta_logp_path[k] - expected).abs() / gaussian.dim).max() < 0.02
+
+
+def test_schedule_round_trips_and_rejects_bad_input(gaussian):
+    x = gaussian.sample(4, torch.Generator().manual_seed(14)).float()
+    sch = calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, target=0.05, divergence="exact")
+    again = LikelihoodSchedule.from_dict(sch.to_dict())
+    assert torch.equal(again.times, sch.times) and again.to_dict() == sch.to_dict()
+    a = log_likelihood(gaussian, gaussian.sde, x, eps=EPS, divergence="exact", schedule=sch).logp
+    b = log_likelihood(gaussian, gaussian.sde, x, eps=EPS, divergence="exact", schedule=sch.to_dict()).logp
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="eps = 0.001"):
+        log_likelihood(gaussian, gaussian.sde, x, eps=1e-3, schedule=sch)
+    with pytest.raises(ValueError, match="increasing"):
+        LikelihoodSchedule.from_dict({"times": [0.5, 0.1]})
+    with pytest.raises(ValueError, match="method"):
+        LikelihoodSchedule.from_dict({"times": [1e-5, 1.0], "method": "dopri5"})
+    with pytest.raises(ValueError, match="malformed"):
+        LikelihoodSchedule.from_dict({"times": [1e-5, 1.0], "target": 0.1, "method": ["rk4"]})
+    with pytest.raises(ValueError, match="LikelihoodSchedule"):
+        log_likelihood(gaussian, gaussian.sde, x, eps=EPS, schedule=[1e-5, 1.0])
+    with pytest.raises(ValueError, match="fixed-step"):
+        calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, method="dopri5")
+    with pytest.raises(ValueError, match="target"):
+        calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, target=0)
+    with pytest.raises(ValueError, match="initial_steps"):
+        calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, initial_steps=8, max_steps=4)
+    with pytest.warns(UserWarning, match="max_steps"):
+        capped = calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, target=1e-6, initial_steps=2, max_steps=3,
+                                    divergence="exact")
+    assert capped.num_steps == 3

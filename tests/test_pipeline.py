@@ -184,3 +184,28 @@ def test_score_and_log_likelihood_bad_input():
         pipe(1, output_type="jpeg")
     with pytest.raises(ValueError, match="batch_size"):
         pipe(0)
+
+
+def test_calibrated_schedule_is_saved_loaded_and_used(tmp_path):
+    """A calibrated schedule travels in pipeline_config.json and ``schedule="calibrated"`` uses it; a model
+    without one, a bad schedule name or a corrupt schedule in the config give a clear ValueError."""
+    pipe = tiny_mlp_pipeline()
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="no calibrated likelihood schedule"):
+        pipe.log_likelihood(x, schedule="calibrated")
+    sch = pipe.calibrate_likelihood_schedule(x, target=0.05, max_steps=16, generator=torch.Generator().manual_seed(0))
+    assert pipe.likelihood_schedule is sch and sch.num_calibration_samples == 8
+    pipe.save_pretrained(tmp_path / "m")
+    loaded = ScorePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.config == pipe.config and torch.equal(loaded.likelihood_schedule.times, sch.times)
+    a = pipe.log_likelihood(x, schedule="calibrated", generator=torch.Generator().manual_seed(1))
+    b = loaded.log_likelihood(x, schedule="calibrated", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.logp, b.logp) and a.nfe == sch.nfe
+    with pytest.raises(ValueError, match="schedule must be 'calibrated'"):
+        pipe.log_likelihood(x, schedule="fast")
+    cfg_path = tmp_path / "m" / "pipeline_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["likelihood_schedule"]["times"] = [0.5, 0.2]
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="pipeline_config.json.*increasing"):
+        ScorePipeline.from_pretrained(tmp_path / "m")

@@ -5,7 +5,8 @@
 For each model of :data:`ZOO` it reads ``runs/<name>/{results.json, config.yaml, log.jsonl, pipeline/}``, renders
 the card (with the digits ablation table, the loss-variance numbers and the 2-D density check when present),
 writes it to ``cards/<name>.md`` and to ``scorezoo/bundled/<name>/README.md`` (byte-identical), and re-saves the
-pipeline there with the canonical training command in its config. It also writes ``runs/zoo_table.md``.
+pipeline there with the canonical training command and a calibrated likelihood schedule
+(``calibrate_zoo.py``) in its config. It also writes ``runs/zoo_table.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibrate_zoo import calibrate  # noqa: E402
 from cards import ablation_table, render_card  # noqa: E402
 
 from scorezoo import ScorePipeline  # noqa: E402
@@ -107,6 +109,7 @@ def main() -> None:
         (REPO / "cards" / f"{n}.md").write_text(card)
         pipe = ScorePipeline.from_pretrained(runs / n / "pipeline")
         pipe.extra_config["training_command"] = f"accelerate launch train/train_mle.py --config train/configs/{n}.yaml"
+        print(f"{n}: likelihood schedule {calibrate(pipe, target=0.005)}")
         dest = REPO / "scorezoo" / "bundled" / n
         if dest.exists():
             shutil.rmtree(dest)
