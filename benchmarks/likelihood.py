@@ -9,8 +9,9 @@ Reported per method: mean bits/dim, its difference from a tight-tolerance exact-
 (scorezoo, ``--ref-tol``, cached in benchmarks/results/), NFE, images/s, peak memory, and the ratio of
 images/s to the fastest peer; plus batch independence: the bits/dim of one image scored alone versus
 inside a batch whose other members include an outlier. Two tables: every method at one tolerance, and
-every method at its own fastest tolerance (from a sweep) whose mean bits/dim is within ``--accuracy`` of
-the reference ("matched accuracy").
+every method at its own fastest setting (from a sweep) whose mean bits/dim is within ``--accuracy`` of
+its own tight solve ("matched accuracy"). A setting is a tolerance, or for ``scorezoo (calibrated)`` the target
+(bits/dim) of a fixed step schedule calibrated beforehand on training data, not on the benchmark's images.
 
 Run it in the peers' venv (benchmarks/requirements-peers.txt)::
 

@@ -283,6 +283,23 @@ class _Flow:
         return dy, ddelta
 
 
+def _equidistribute(grid: list[float], per_step: torch.Tensor, n: int, order: int) -> list[float]:
+    """``n + 1`` points on ``[grid[0], grid[-1]]`` that share the error evenly: step i's root mean square
+    error ``e_i`` over its width ``h_i`` gives the density ``(e_i / h_i^(p+1))^(1/(p+1))`` (local error
+    ~ h^(p+1) for a method of order p), and the new points cut its integral into equal parts."""
+    g = torch.tensor(grid, dtype=torch.float64)
+    h = g.diff()
+    e = per_step.pow(2).mean(1).sqrt().clamp_min(1e-12).cpu()
+    density = (e / h ** (order + 1)) ** (1.0 / (order + 1))
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), (density * h).cumsum(0)])
+    q = torch.linspace(0, cum[-1].item(), n + 1, dtype=torch.float64)
+    idx = torch.searchsorted(cum, q, right=True).clamp(1, len(h)) - 1
+    pts = g[idx] + (q - cum[idx]) / density[idx]
+    pts = torch.minimum(pts, g[idx + 1])
+    pts[0], pts[-1] = g[0], g[-1]
+    return pts.tolist()
+
+
 def _check_schedule(schedule, eps: float) -> "LikelihoodSchedule":
     if isinstance(schedule, dict):
         schedule = LikelihoodSchedule.from_dict(schedule)
@@ -438,7 +455,9 @@ def calibrate_schedule(
     """Find a short fixed step schedule whose log-likelihood error on ``x`` is about ``target`` bits/dim.
 
     Starts from ``initial_steps`` steps uniform in ``time_variable`` and halves, one at a time, the step
-    with the largest estimated error until the estimated total error is at most ``target``. The error of
+    with the largest estimated error until the estimated total error is at most ``target``; then, while the
+    target still holds, it tries one step fewer with the points moved so that every step carries the same
+    estimated error (equidistribution; Hairer, Nørsett & Wanner, Sec. II.4 on step size selection). The error of
     one step is estimated by step doubling with Richardson's factor ``2^p / (2^p - 1)`` for a method of
     order p (Hairer, Nørsett & Wanner, Solving ODEs I, Sec. II.4), in the log-density and in the position;
     a position error ``dx`` at time t moves the final answer by ``s(x, t) . dx`` to first order, because the
@@ -488,7 +507,7 @@ def calibrate_schedule(
     def solve(state, us):
         return odeint(flow, state, torch.tensor(us, dtype=dt, device=x.device), method=method)
 
-    def step_error(i, state):
+    def step_error(i, state, grid):
         """``(B,)`` nats: Richardson estimate of step i's error, carried to the end of the solve."""
         a, c = grid[i], grid[i + 1]
         coarse = solve(state, [a, c])
@@ -498,23 +517,40 @@ def calibrate_schedule(
         dx = (coarse[0][-1] - fine[0][-1]).reshape(shape)
         return richardson * ((coarse[1][-1] - fine[1][-1]) + (s * dx).flatten(1).sum(1))
 
+    def evaluate(grid, first_stale=0, states=None, errors=None):
+        """States at the grid points and per-step errors ``(N, B)`` nats, recomputed from step ``first_stale``
+        on (the earlier ones are kept), and the estimate in bits/dim."""
+        states = states or [(x.detach().reshape(b, d), torch.zeros(b, dtype=dt, device=x.device))]
+        errors = errors or []
+        del states[first_stale + 1:], errors[first_stale:]
+        path = solve(states[first_stale], grid[first_stale:])
+        states += [(path[0][k], path[1][k]) for k in range(1, len(grid) - first_stale)]
+        errors += [step_error(i, states[i], grid) for i in range(first_stale, len(grid) - 1)]
+        per_step = torch.stack(errors).double()
+        return states, errors, per_step, per_step.sum(0).pow(2).mean().sqrt().item() / (d * math.log(2))
+
     with torch.no_grad(), _frozen(score_fn):
-        states = [(x.detach().reshape(b, d), torch.zeros(b, dtype=dt, device=x.device))]
-        errors: list[torch.Tensor] = []
-        first_stale = 0
-        while True:
-            # recompute the states and step errors from the first changed step on
-            del states[first_stale + 1:], errors[first_stale:]
-            path = solve(states[first_stale], grid[first_stale:])
-            states += [(path[0][k], path[1][k]) for k in range(1, len(grid) - first_stale)]
-            errors += [step_error(i, states[i]) for i in range(first_stale, len(grid) - 1)]
-            per_step = torch.stack(errors).double()  # (N, B) nats
-            estimate = per_step.sum(0).pow(2).mean().sqrt().item() / (d * math.log(2))
-            if estimate <= target or len(grid) - 1 >= max_steps:
-                break
+        # 1. halve the worst step until the estimate meets the target
+        states, errors, per_step, estimate = evaluate(grid)
+        while estimate > target and len(grid) - 1 < max_steps:
             worst = int(per_step.pow(2).mean(1).argmax())
             grid.insert(worst + 1, (grid[worst] + grid[worst + 1]) / 2)
-            first_stale = worst
+            states, errors, per_step, estimate = evaluate(grid, worst, states, errors)
+        # 2. move the points so that every step carries the same estimated error (twice, each time from the
+        #    new estimates): first with as many steps, kept if better, then with one step fewer at a time while
+        #    the target holds; bisection leaves steps of uneven error
+        n = len(grid) - 1
+        while estimate <= target and n >= 1:
+            trial, trial_steps, accepted = grid, per_step, False
+            for _ in range(2):
+                trial = _equidistribute(trial, trial_steps, n, order)
+                *_, trial_steps, trial_estimate = evaluate(trial)
+                if trial_estimate <= target and (n < len(grid) - 1 or trial_estimate < estimate):
+                    grid, per_step, estimate, accepted = trial, trial_steps, trial_estimate, True
+                    break
+            if not accepted and n < len(grid) - 1:
+                break
+            n = len(grid) - 2
     if estimate > target:
         warnings.warn(f"calibrate_schedule stopped at max_steps = {max_steps} with an estimated error of "
                       f"{estimate:.3g} bits/dim > target {target:g}; raise max_steps or the target.", stacklevel=2)

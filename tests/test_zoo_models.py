@@ -115,19 +115,19 @@ def test_default_model_scores_held_out_digits_as_its_card_says():
 def test_calibrated_schedules_agree_with_the_adaptive_solver():
     """Every bundled model ships a schedule; on 8 held-out digits (not the calibration's training images) the
     fast solve agrees with the adaptive one (rtol = atol = 1e-5, same probes and dequantization) within
-    0.01 bits/dim per image, at 32 evaluations instead of hundreds."""
+    0.01 bits/dim per image, at most 48 evaluations instead of hundreds."""
     from sklearn.datasets import load_digits
 
     levels = load_digits().images[::6][:8].astype(np.int64)
     for n in ZOO:
         pipe = ScorePipeline.from_pretrained(BUNDLED_DIR / n)
         sch = pipe.likelihood_schedule
-        assert sch is not None and sch.estimated_error <= 0.005, n
+        assert sch is not None and sch.estimated_error <= (0.002 if pipe.num_levels else 0.005), n
         if pipe.num_levels is None:
             continue
         fast = pipe.bits_per_dim(levels, generator=torch.Generator().manual_seed(0), schedule="calibrated")
         slow = pipe.bits_per_dim(levels, generator=torch.Generator().manual_seed(0))
-        assert (fast.nfe == sch.nfe).all() and sch.nfe <= 40 and (slow.nfe > 300).all(), (n, fast.nfe, slow.nfe)
+        assert (fast.nfe == sch.nfe).all() and sch.nfe <= 48 and (slow.nfe > 300).all(), (n, fast.nfe, slow.nfe)
         assert (fast.bpd - slow.bpd).abs().max() < 0.01, (n, fast.bpd - slow.bpd)
 
 
