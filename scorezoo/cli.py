@@ -246,6 +246,9 @@ def cmd_bpd(args: argparse.Namespace) -> int:
     """``scorezoo bpd``: bits/dim per picture, then the mean; exit 1 when some input failed."""
     if not args.images and not args.digits:
         raise CLIError("give picture files, or --digits N for held-out digits (scorezoo bpd --help).", EXIT_USAGE)
+    if args.fast and (args.rtol != 1e-5 or args.atol != 1e-5 or args.method != "dopri5" or args.step_size is not None):
+        raise CLIError("--fast takes its steps from the model's calibrated schedule: drop --rtol, --atol, --method "
+                       "and --step-size (or drop --fast to set the solver yourself).", EXIT_USAGE)
     if args.step_size is not None and args.method in ("dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2"):
         raise CLIError(f"--step-size is for fixed-step methods (euler, midpoint, rk4), not {args.method}.",
                        EXIT_USAGE)

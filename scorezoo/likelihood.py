@@ -172,6 +172,10 @@ class LikelihoodSchedule:
         estimated_error: the calibration's estimate of its error in bits/dim (root mean square over the
             calibration samples of each sample's estimated log p error, over ``D ln 2``), or ``None``.
         num_calibration_samples: how many samples the calibration used.
+
+    Raises:
+        ValueError: an unknown method or time variable, times that are not at least two finite increasing
+            numbers, a negative or non-finite ``target`` or ``estimated_error``, a negative sample count.
     """
 
     times: torch.Tensor
@@ -182,7 +186,16 @@ class LikelihoodSchedule:
     num_calibration_samples: int = 0
 
     def __post_init__(self):
-        self.times = torch.as_tensor(self.times, dtype=torch.float64).flatten().cpu()
+        try:
+            self.times = torch.as_tensor(self.times, dtype=torch.float64).flatten().cpu()
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"a schedule's times must be a list of numbers, got {self.times!r:.60}.") from None
+        for name in ("target", "estimated_error"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"a schedule's {name} must be a finite number >= 0 or None, got {v!r}.")
+        if not isinstance(self.num_calibration_samples, int) or self.num_calibration_samples < 0:
+            raise ValueError(f"num_calibration_samples must be an int >= 0, got {self.num_calibration_samples!r}.")
         if self.method not in FIXED_METHODS:
             raise ValueError(f"a schedule's method must be one of {sorted(FIXED_METHODS)}, got {self.method!r}.")
         if self.time_variable not in ("t", "log_rho"):
@@ -300,7 +313,7 @@ def _equidistribute(grid: list[float], per_step: torch.Tensor, n: int, order: in
     return pts.tolist()
 
 
-def _check_schedule(schedule, eps: float) -> "LikelihoodSchedule":
+def _check_schedule(schedule, eps: float, T: float) -> "LikelihoodSchedule":
     if isinstance(schedule, dict):
         schedule = LikelihoodSchedule.from_dict(schedule)
     if not isinstance(schedule, LikelihoodSchedule):
@@ -309,6 +322,9 @@ def _check_schedule(schedule, eps: float) -> "LikelihoodSchedule":
     if abs(schedule.eps - eps) > 1e-6 * eps:
         raise ValueError(f"the schedule starts at eps = {schedule.eps:g} but the likelihood asks for eps = {eps:g}; "
                          "calibrate a schedule for this eps.")
+    if abs(schedule.times[-1].item() - T) > 1e-6 * T:
+        raise ValueError(f"the schedule ends at {schedule.times[-1].item():g} but the SDE ends at T = {T:g}: a "
+                         "schedule's times must run from eps to T.")
     return schedule
 
 
@@ -381,7 +397,7 @@ def log_likelihood(
     _check_options(divergence, probe, num_probes)
     sde._check_eps(eps)
     if schedule is not None:
-        schedule = _check_schedule(schedule, eps)
+        schedule = _check_schedule(schedule, eps, sde.T)
         method, time_variable, solver = schedule.method, schedule.time_variable, "torchdiffeq"
     if solver is None:
         solver = "torchdiffeq"
@@ -443,7 +459,7 @@ def calibrate_schedule(
     x: torch.Tensor,
     *,
     eps: float = 1e-5,
-    target: float = 0.005,
+    target: float = 0.002,
     method: str = "rk4",
     time_variable: str = "log_rho",
     initial_steps: int = 4,
@@ -467,14 +483,16 @@ def calibrate_schedule(
 
     Calibrate on data like the data to be scored (e.g. training images, dequantized); the schedule is then
     reused for every batch, at ``schedule.nfe`` evaluations per solve. The estimate covers the
-    discretisation error only: the Hutchinson estimator's own noise is the same as with any solver.
+    discretisation error only (the Hutchinson estimator's own noise is the same as with any solver), and it is
+    an estimate, not a bound: on held-out digits the root mean square error came out 1 to 2.6 times the
+    estimate, and single images up to about 4 times it.
 
     Args:
         score_fn: ``(B, *S), (B,) -> (B, *S)``.
         sde: the forward SDE.
         x: ``(B, *S)`` calibration points in the model's data space (16 to 64 are plenty).
         eps: start time, in (0, T).
-        target: the error to reach, bits/dim (> 0).
+        target: the error to reach, bits/dim (finite, > 0; the zoo's images use 0.002).
         method: a fixed-step torchdiffeq method, one of ``FIXED_METHODS``.
         time_variable: ``"log_rho"`` (the default: the steps of a VP model's ODE are then nearly even) or ``"t"``.
         initial_steps, max_steps: the schedule's first and largest number of steps.
@@ -485,12 +503,19 @@ def calibrate_schedule(
 
     Raises:
         ValueError: bad ``x``, ``eps``, ``target``, step counts, method or time variable.
+
+    Warns:
+        UserWarning: fewer than 8 points, or ``max_steps`` reached above the target.
     """
     _check_x(x)
     _check_options(divergence, probe, 1)
     sde._check_eps(eps)
-    if not target > 0:
-        raise ValueError(f"target must be > 0 bits/dim, got {target}.")
+    if not (isinstance(target, (int, float)) and 0 < target < math.inf):
+        raise ValueError(f"target must be a finite number > 0 (bits/dim), got {target!r}.")
+    if x.shape[0] < 8:
+        warnings.warn(f"calibrating on {x.shape[0]} point(s): the error estimate is a root mean square over the "
+                      "points, so 16 to 64 points like the data to be scored give a more trustworthy schedule.",
+                      stacklevel=2)
     if method not in FIXED_METHODS:
         raise ValueError(f"method must be a fixed-step method, one of {sorted(FIXED_METHODS)}; got {method!r}.")
     if time_variable not in ("t", "log_rho"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,13 +386,26 @@ class ScorePipeline:
         Args:
             x: ``(B, *S)`` points in the data space, e.g. dequantized training images
                 (:func:`scorezoo.dequantization.uniform_dequantize`); 16 to 64 are plenty.
-            kwargs: as :func:`scorezoo.likelihood.calibrate_schedule` (``target`` in bits/dim, default 0.005).
+            kwargs: as :func:`scorezoo.likelihood.calibrate_schedule` (``target`` in bits/dim, default 0.002 as
+                for the zoo); ``eps`` is the model's.
 
         Raises:
-            ValueError: wrong shape, NaN/inf, empty batch, bad options.
+            ValueError: wrong shape, NaN/inf, empty batch, bad options, an ``eps`` other than the model's.
+
+        Warns:
+            UserWarning: points outside the model's data range (e.g. integer levels instead of dequantized data).
         """
         x = self._check_x(x)
-        kwargs.setdefault("eps", self.eps)
+        if "eps" in kwargs and abs(float(kwargs["eps"]) - self.eps) > 1e-6 * self.eps:
+            raise ValueError(f"the pipeline computes likelihoods at its eps = {self.eps:g}, so its schedule must start "
+                             f"there; got eps = {kwargs['eps']}. Use scorezoo.likelihood.calibrate_schedule for "
+                             "another eps.")
+        kwargs["eps"] = self.eps
+        lo, hi = self.data_range
+        if self.num_levels is not None and (x.min() < lo - 0.1 * (hi - lo) or x.max() > hi + 0.1 * (hi - lo)):
+            warnings.warn(f"x spans [{x.min().item():.3g}, {x.max().item():.3g}], outside the model's data range "
+                          f"[{lo:g}, {hi:g}]: give dequantized points in the data space "
+                          "(scorezoo.dequantization.uniform_dequantize), not integer levels.", stacklevel=2)
         self.likelihood_schedule = calibrate_schedule(self.model, self.sde, x, **kwargs)
         return self.likelihood_schedule
 

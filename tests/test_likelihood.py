@@ -221,6 +221,16 @@ def test_schedule_round_trips_and_rejects_bad_input(gaussian):
         LikelihoodSchedule.from_dict({"times": [1e-5, 1.0], "method": "dopri5"})
     with pytest.raises(ValueError, match="malformed"):
         LikelihoodSchedule.from_dict({"times": [1e-5, 1.0], "target": 0.1, "method": ["rk4"]})
+    with pytest.raises(ValueError, match="ends at 0.5"):
+        log_likelihood(gaussian, gaussian.sde, x, eps=EPS, schedule={"times": [EPS, 0.1, 0.5]})
+    with pytest.raises(ValueError, match="list of numbers"):
+        LikelihoodSchedule.from_dict({"times": "abc"})
+    with pytest.raises(ValueError, match="target must be a finite number"):
+        LikelihoodSchedule.from_dict({"times": [1e-5, 1.0], "target": -1})
+    with pytest.raises(ValueError, match="target must be a finite number"):
+        calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, target=float("inf"))
+    with pytest.warns(UserWarning, match="16 to 64 points"):
+        calibrate_schedule(gaussian, gaussian.sde, x[:1], eps=EPS, target=0.5, divergence="exact")
     with pytest.raises(ValueError, match="LikelihoodSchedule"):
         log_likelihood(gaussian, gaussian.sde, x, eps=EPS, schedule=[1e-5, 1.0])
     with pytest.raises(ValueError, match="fixed-step"):

@@ -203,6 +203,12 @@ def test_calibrated_schedule_is_saved_loaded_and_used(tmp_path):
     assert torch.equal(a.logp, b.logp) and a.nfe == sch.nfe
     with pytest.raises(ValueError, match="schedule must be 'calibrated'"):
         pipe.log_likelihood(x, schedule="fast")
+    with pytest.raises(ValueError, match="its eps = 1e-05"):
+        pipe.calibrate_likelihood_schedule(x, eps=1e-3)
+    digits = tiny_unet_pipeline()
+    with pytest.warns(UserWarning, match="not integer levels"):
+        digits.calibrate_likelihood_schedule(torch.randint(0, 17, (8, *digits.data_shape)).float(), target=10.0,
+                                             max_steps=4)
     cfg_path = tmp_path / "m" / "pipeline_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["likelihood_schedule"]["times"] = [0.5, 0.2]
