@@ -265,12 +265,15 @@ def cmd_bpd(args: argparse.Namespace) -> int:
     solver = dict(rtol=args.rtol, atol=args.atol, method=args.method)
     if args.step_size is not None:
         solver["options"] = {"step_size": args.step_size}
+    solver_text = f"{args.method}, rtol {args.rtol:g}, atol {args.atol:g}"
+    sch = pipe.likelihood_schedule
     if args.fast:
-        schedule = pipe.likelihood_schedule
-        if schedule is None:
+        if sch is None:
             raise CLIError(f"{name} has no calibrated likelihood schedule, so --fast cannot be used; drop --fast "
                            "(or calibrate one: ScorePipeline.calibrate_likelihood_schedule).", EXIT_USAGE)
         solver = {"schedule": "calibrated"}
+        solver_text = (f"{sch.method}, {sch.num_steps} fixed steps in {sch.time_variable.replace('_', ' ')}, "
+                       f"calibrated error ≈ {sch.estimated_error:.3f} bits/dim")
     results = []
     bar = tqdm(total=len(inputs), desc="bits/dim", unit="image", delay=1.0, disable=True if args.quiet else None,
                leave=False)
@@ -302,13 +305,8 @@ def cmd_bpd(args: argparse.Namespace) -> int:
     estimator = {"estimator": "probability-flow ODE", "divergence": args.divergence,
                  "num_repeats": args.num_repeats, "seed": args.seed, **{k: v for k, v in solver.items()}}
     if args.fast:
-        sch = pipe.likelihood_schedule
         estimator["schedule"] = {"method": sch.method, "time_variable": sch.time_variable, "steps": sch.num_steps,
                                  "estimated_error_bpd": sch.estimated_error}
-        solver_text = (f"{sch.method}, {sch.num_steps} fixed steps in {sch.time_variable.replace('_', ' ')}, "
-                       f"calibrated error ≈ {sch.estimated_error:.3f} bits/dim")
-    else:
-        solver_text = f"{args.method}, rtol {args.rtol:g}, atol {args.atol:g}"
     if args.json:
         print(json.dumps({"model": name, "source": where, "data_shape": list(pipe.data_shape),
                           "num_levels": pipe.num_levels, "settings": estimator, "results": results,

@@ -34,8 +34,9 @@ ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DIVERGENCES = ("hutchinson", "exact")
 SOLVERS = ("torchdiffeq", "torchode")
 TIME_VARIABLES = ("t", "rho", "log_rho")
-#: torchdiffeq's fixed-step methods that a schedule can use, with their orders (stages per step = NFE per step)
-FIXED_METHODS = {"euler": (1, 1), "midpoint": (2, 2), "heun2": (2, 2), "heun3": (3, 3), "rk4": (4, 4)}
+#: torchdiffeq's fixed-step methods that a schedule can use, with their orders; each also takes that many
+#: evaluations per step
+FIXED_METHODS = {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
 PROBES = ("rademacher", "gaussian")
 
 
@@ -215,7 +216,7 @@ class LikelihoodSchedule:
     @property
     def nfe(self) -> int:
         """Network evaluations of one solve: steps times the method's stages."""
-        return self.num_steps * FIXED_METHODS[self.method][1]
+        return self.num_steps * FIXED_METHODS[self.method]
 
     def to_dict(self) -> dict:
         """A JSON-able dict (the ``likelihood_schedule`` entry of a pipeline config)."""
@@ -432,9 +433,12 @@ def log_likelihood(
             ys, deltas = odeint(flow, state0, u_grid.to(dt).to(x.device), rtol=rtol, atol=atol, method=method,
                                 options=options)
         else:
-            path = _solve_per_sample(lambda u, st: torch.cat([(o := flow(u, _split(st, d)))[0], o[1][:, None]], 1),
-                                     torch.cat([state0[0], state0[1][:, None]], 1), u_grid, rtol=rtol, atol=atol,
-                                     method=method)
+            def flat(u, st):  # torchode integrates one (B, D + 1) tensor
+                dy, ddelta = flow(u, _split(st, d))
+                return torch.cat([dy, ddelta[:, None]], 1)
+
+            path = _solve_per_sample(flat, torch.cat([state0[0], state0[1][:, None]], 1), u_grid, rtol=rtol,
+                                     atol=atol, method=method)
             ys, deltas = path[..., :d], path[..., d]
     y_end, delta = ys[-1].reshape(shape), deltas[-1]
     delta_path = None
@@ -473,9 +477,9 @@ def calibrate_schedule(
     Starts from ``initial_steps`` steps uniform in ``time_variable`` and halves, one at a time, the step
     with the largest estimated error until the estimated total error is at most ``target``; then, while the
     target still holds, it tries one step fewer with the points moved so that every step carries the same
-    estimated error (equidistribution; Hairer, Nørsett & Wanner, Sec. II.4 on step size selection). The error of
-    one step is estimated by step doubling with Richardson's factor ``2^p / (2^p - 1)`` for a method of
-    order p (Hairer, Nørsett & Wanner, Solving ODEs I, Sec. II.4), in the log-density and in the position;
+    estimated error (equidistribution). The error of one step is estimated by step doubling with Richardson's
+    factor ``2^p / (2^p - 1)`` for a method of order p (Hairer, Nørsett & Wanner, Solving ODEs I, Sec. II.4),
+    in the log-density and in the position;
     a position error ``dx`` at time t moves the final answer by ``s(x, t) . dx`` to first order, because the
     rest of the solve returns ``log p_t`` at the moved point (instantaneous change of variables; Chen et al.
     2018), so each step's error in nats is ``e = d(log p) + s . dx``. The criterion is the root mean square
@@ -525,7 +529,7 @@ def calibrate_schedule(
     b, d, shape, dt = x.shape[0], x[0].numel(), x.shape, x.dtype
     probes = _draw_probes(x, probe, 1, generator) if divergence == "hutchinson" else None
     flow = _Flow(score_fn, sde, shape, dt, x.device, eps, time_variable, probes, None)
-    order = FIXED_METHODS[method][0]
+    order = FIXED_METHODS[method]
     richardson = 2**order / (2**order - 1)
     grid = torch.linspace(flow.u0, flow.u1, int(initial_steps) + 1, dtype=torch.float64).tolist()
 

@@ -29,8 +29,8 @@ from torch import nn
 from . import __version__
 from .data import levels_to_uint8, to_levels
 from .dequantization import data_to_levels, uniform_dequantize
-from .likelihood import (LikelihoodResult, LikelihoodSchedule, bits_per_dim, calibrate_schedule, likelihood_bound,
-                         log_likelihood)
+from .likelihood import (LikelihoodResult, LikelihoodSchedule, _check_schedule, bits_per_dim, calibrate_schedule,
+                         likelihood_bound, log_likelihood)
 from .models import PARAMETERIZATIONS, ScoreModel, load_network, save_network
 from .sampling import get_sampler
 from .sde import SDE, get_sde
@@ -132,10 +132,8 @@ class ScorePipeline:
         self.parameterization = parameterization
         self.time_scale = float(time_scale)
         self.extra_config = dict(extra_config or {})
-        if isinstance(likelihood_schedule, dict):
-            likelihood_schedule = LikelihoodSchedule.from_dict(likelihood_schedule)
-        if likelihood_schedule is not None and abs(likelihood_schedule.eps - self.eps) > 1e-6 * self.eps:
-            raise ValueError(f"likelihood_schedule starts at {likelihood_schedule.eps:g}, not at eps = {self.eps:g}.")
+        if likelihood_schedule is not None:
+            likelihood_schedule = _check_schedule(likelihood_schedule, self.eps, sde.T)
         self.likelihood_schedule = likelihood_schedule
 
     # -- properties ------------------------------------------------------------------------------------
