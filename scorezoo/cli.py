@@ -272,8 +272,12 @@ def cmd_bpd(args: argparse.Namespace) -> int:
             raise CLIError(f"{name} has no calibrated likelihood schedule, so --fast cannot be used; drop --fast "
                            "(or calibrate one: ScorePipeline.calibrate_likelihood_schedule).", EXIT_USAGE)
         solver = {"schedule": "calibrated"}
-        solver_text = (f"{sch.method}, {sch.num_steps} fixed steps in {sch.time_variable.replace('_', ' ')}, "
-                       f"calibrated error ≈ {sch.estimated_error:.3f} bits/dim")
+        solver_text = f"{sch.method}, {sch.num_steps} fixed steps in {sch.time_variable.replace('_', ' ')}"
+        if sch.measured_rms_error is not None:
+            solver_text += (f", calibration error {sch.measured_rms_error:.3f} bits/dim rms, "
+                            f"{sch.measured_mean_error:+.4f} mean (measured on {sch.num_calibration_samples} points)")
+        elif sch.estimated_error is not None:
+            solver_text += f", calibrated error ≈ {sch.estimated_error:.3f} bits/dim"
     results = []
     bar = tqdm(total=len(inputs), desc="bits/dim", unit="image", delay=1.0, disable=True if args.quiet else None,
                leave=False)
@@ -306,7 +310,9 @@ def cmd_bpd(args: argparse.Namespace) -> int:
                  "num_repeats": args.num_repeats, "seed": args.seed, **{k: v for k, v in solver.items()}}
     if args.fast:
         estimator["schedule"] = {"method": sch.method, "time_variable": sch.time_variable, "steps": sch.num_steps,
-                                 "estimated_error_bpd": sch.estimated_error}
+                                 "estimated_error_bpd": sch.estimated_error,
+                                 "measured_rms_error_bpd": sch.measured_rms_error,
+                                 "measured_mean_error_bpd": sch.measured_mean_error}
     if args.json:
         print(json.dumps({"model": name, "source": where, "data_shape": list(pipe.data_shape),
                           "num_levels": pipe.num_levels, "settings": estimator, "results": results,

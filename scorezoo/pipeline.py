@@ -385,7 +385,8 @@ class ScorePipeline:
             x: ``(B, *S)`` points in the data space, e.g. dequantized training images
                 (:func:`scorezoo.dequantization.uniform_dequantize`); 16 to 64 are plenty.
             kwargs: as :func:`scorezoo.likelihood.calibrate_schedule` (``target`` in bits/dim, default 0.002 as
-                for the zoo); ``eps`` is the model's.
+                for the zoo; ``criterion`` ``"rms"`` or ``"mean"``; ``measure=False`` to decide on the step-doubling
+                estimate alone, faster); ``eps`` is the model's.
 
         Raises:
             ValueError: wrong shape, NaN/inf, empty batch, bad options, an ``eps`` other than the model's.

@@ -164,15 +164,16 @@ def _bpd_error(gaussian, res, x):
 
 @pytest.mark.parametrize("time_variable", ["log_rho", "t"])
 def test_calibrated_schedule_meets_its_target_on_held_out_samples(gaussian, time_variable):
-    """Calibrated on 32 samples, a schedule's error on 32 other samples is within 2x its target, and the
-    calibration's own estimate is within a factor 2 of that error (step doubling is an estimate, not a bound).
-    A coarser target gives fewer steps and a larger error."""
+    """On the step-doubling estimate alone (``measure=False``): calibrated on 32 samples, a schedule's error
+    on 32 other samples is within 2x its target, and the estimate is within a factor 2 of that error (step
+    doubling is an estimate, not a bound). A coarser target gives fewer steps and a larger error."""
     xc = gaussian.sample(32, torch.Generator().manual_seed(10))
     xt = gaussian.sample(32, torch.Generator().manual_seed(11))
     fine = calibrate_schedule(gaussian, gaussian.sde, xc, eps=EPS, target=0.005, divergence="exact",
-                              time_variable=time_variable)
+                              time_variable=time_variable, measure=False)
     coarse = calibrate_schedule(gaussian, gaussian.sde, xc, eps=EPS, target=0.05, divergence="exact",
-                                time_variable=time_variable)
+                                time_variable=time_variable, measure=False)
+    assert fine.measured_rms_error is None and fine.measured_mean_error is None
     assert fine.estimated_error <= 0.005 and coarse.estimated_error <= 0.05
     assert coarse.num_steps < fine.num_steps
     assert fine.times[0].item() == EPS and fine.times[-1].item() == gaussian.sde.T
@@ -184,6 +185,45 @@ def test_calibrated_schedule_meets_its_target_on_held_out_samples(gaussian, time
     assert errors["fine"] < 2 * 0.005, errors
     assert 0.5 < errors["fine"] / fine.estimated_error < 2, (errors, fine.estimated_error)
     assert errors["coarse"] > errors["fine"]
+
+
+def test_measured_calibration_reports_the_true_error_and_meets_its_target(gaussian):
+    """With ``measure`` (the default) the errors a schedule reports on its calibration points are their true
+    errors against the closed-form log-density (the reference is a tight solve of the same ODE); they meet the
+    target under either criterion, held-out samples stay within 2x the target, and bounding only the mean
+    error never takes more steps than bounding each sample's."""
+    xc = gaussian.sample(32, torch.Generator().manual_seed(10))
+    xt = gaussian.sample(32, torch.Generator().manual_seed(11))
+    steps = {}
+    for criterion in ("rms", "mean"):
+        sch = calibrate_schedule(gaussian, gaussian.sde, xc, eps=EPS, target=0.005, criterion=criterion,
+                                 divergence="exact")
+        assert sch.criterion == criterion
+        steps[criterion] = sch.num_steps
+        for x, name in ((xc, "calibration"), (xt, "held out")):
+            res = log_likelihood(gaussian, gaussian.sde, x, eps=EPS, divergence="exact", schedule=sch)
+            true = -_bpd_error(gaussian, res, x)  # the schedule's bits/dim minus the true bits/dim
+            value = true.pow(2).mean().sqrt().item() if criterion == "rms" else true.mean().abs().item()
+            if name == "calibration":
+                assert abs(sch.measured_rms_error - true.pow(2).mean().sqrt().item()) < 1e-4, criterion
+                assert abs(sch.measured_mean_error - true.mean().item()) < 1e-4, criterion
+                if criterion == "mean":  # the mean plus two standard errors
+                    value += 2 * true.std().item() / math.sqrt(len(x))
+                assert value <= 0.005 + 1e-4, (criterion, value)
+            else:
+                assert value < 2 * 0.005, (criterion, value)
+    assert steps["mean"] <= steps["rms"], steps
+
+
+def test_grid_optimiser_finds_a_known_optimum():
+    """The calibration's Nelder-Mead step keeps the ends and reaches the interior points that zero a known
+    error function from an even start."""
+    from scorezoo.likelihood import _optimize_grid
+
+    goal = [0.2, 0.5, 0.9]
+    grid = _optimize_grid([0.0, 0.25, 0.5, 0.75, 1.0], lambda g: torch.tensor(g[1:-1]) - torch.tensor(goal), 400)
+    assert grid[0] == 0.0 and grid[-1] == 1.0
+    assert max(abs(a - b) for a, b in zip(grid[1:-1], goal)) < 0.01, grid
 
 
 def test_schedule_is_batch_independent_and_reports_paths(gaussian):
@@ -237,6 +277,17 @@ def test_schedule_round_trips_and_rejects_bad_input(gaussian):
         calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, method="dopri5")
     with pytest.raises(ValueError, match="target"):
         calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, target=0)
+    with pytest.raises(ValueError, match="criterion"):
+        calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, criterion="max")
+    with pytest.raises(ValueError, match="reference_tol"):
+        calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, reference_tol=0)
+    with pytest.raises(ValueError, match="optimizer_evals"):
+        calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, optimizer_evals=-1)
+    with pytest.raises(ValueError, match="criterion"):
+        LikelihoodSchedule.from_dict({"times": [1e-5, 1.0], "criterion": "max"})
+    with pytest.raises(ValueError, match="measured_rms_error"):
+        LikelihoodSchedule.from_dict({"times": [1e-5, 1.0], "measured_rms_error": -0.1})
+    assert LikelihoodSchedule.from_dict({"times": [1e-5, 1.0], "measured_mean_error": -0.1}).measured_mean_error == -0.1
     with pytest.raises(ValueError, match="initial_steps"):
         calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, initial_steps=8, max_steps=4)
     with pytest.warns(UserWarning, match="max_steps"):
