@@ -273,11 +273,14 @@ def cmd_bpd(args: argparse.Namespace) -> int:
                            "(or calibrate one: ScorePipeline.calibrate_likelihood_schedule).", EXIT_USAGE)
         solver = {"schedule": "calibrated"}
         solver_text = f"{sch.method}, {sch.num_steps} fixed steps in {sch.time_variable.replace('_', ' ')}"
+        if sch.target is not None:
+            bound = "per image, rms" if sch.criterion == "rms" else "on the mean"
+            solver_text += f", calibrated to {sch.target:g} bits/dim ({bound})"
         if sch.measured_rms_error is not None:
-            solver_text += (f", calibration error {sch.measured_rms_error:.3f} bits/dim rms, "
-                            f"{sch.measured_mean_error:+.4f} mean (measured on {sch.num_calibration_samples} points)")
+            solver_text += (f"; error measured on {sch.num_calibration_samples} points, schedule minus tight solve: "
+                            f"{sch.measured_rms_error:.4f} rms, {sch.measured_mean_error:+.4f} mean")
         elif sch.estimated_error is not None:
-            solver_text += f", calibrated error ≈ {sch.estimated_error:.3f} bits/dim"
+            solver_text += f"; estimated error {sch.estimated_error:.4f} bits/dim (step doubling, not measured)"
     results = []
     bar = tqdm(total=len(inputs), desc="bits/dim", unit="image", delay=1.0, disable=True if args.quiet else None,
                leave=False)
@@ -310,6 +313,7 @@ def cmd_bpd(args: argparse.Namespace) -> int:
                  "num_repeats": args.num_repeats, "seed": args.seed, **{k: v for k, v in solver.items()}}
     if args.fast:
         estimator["schedule"] = {"method": sch.method, "time_variable": sch.time_variable, "steps": sch.num_steps,
+                                 "target_bpd": sch.target, "criterion": sch.criterion,
                                  "estimated_error_bpd": sch.estimated_error,
                                  "measured_rms_error_bpd": sch.measured_rms_error,
                                  "measured_mean_error_bpd": sch.measured_mean_error}

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torchdiffeq import odeint
 
@@ -77,6 +79,23 @@ def _check_x(x: torch.Tensor) -> None:
         raise ValueError(f"x must be floating point in the model's data range, got dtype {x.dtype}.")
     if not torch.isfinite(x).all():
         raise ValueError("x contains NaN or inf values.")
+
+
+def _is_real(v) -> bool:
+    """A real number (Python, numpy or a 0-d tensor), not a bool."""
+    if torch.is_tensor(v):
+        return v.dim() == 0 and v.dtype != torch.bool
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}; e.g. "
+                         "torch.Generator().manual_seed(0).")
 
 
 def _check_options(divergence: str, probe: str, num_probes: int) -> None:
@@ -207,7 +226,7 @@ class LikelihoodSchedule:
         for name in ("target", "estimated_error", "measured_rms_error", "measured_mean_error"):
             v = getattr(self, name)
             signed = name == "measured_mean_error"
-            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and (signed or v >= 0)):
+            if v is not None and not (_is_real(v) and math.isfinite(v) and (signed or v >= 0)):
                 raise ValueError(f"a schedule's {name} must be a finite number{'' if signed else ' >= 0'} or None, "
                                  f"got {v!r}.")
         if self.criterion not in CRITERIA:
@@ -554,15 +573,23 @@ def calibrate_schedule(
     """
     _check_x(x)
     _check_options(divergence, probe, 1)
-    sde._check_eps(eps)
-    if not (isinstance(target, (int, float)) and 0 < target < math.inf):
+    _check_generator(generator)
+    if not _is_real(eps):
+        raise ValueError(f"eps must be a number in (0, T), got {eps!r}.")
+    sde._check_eps(float(eps))
+    if not (_is_real(target) and 0 < float(target) < math.inf):
         raise ValueError(f"target must be a finite number > 0 (bits/dim), got {target!r}.")
+    target = float(target)
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
-    if not (isinstance(reference_tol, (int, float)) and 0 < reference_tol < math.inf):
+    if not isinstance(measure, (bool, np.bool_)):
+        raise ValueError(f"measure must be True or False, got {measure!r}.")
+    if not (_is_real(reference_tol) and 0 < float(reference_tol) < math.inf):
         raise ValueError(f"reference_tol must be a finite number > 0, got {reference_tol!r}.")
-    if not isinstance(optimizer_evals, int) or optimizer_evals < 0:
+    if not _is_int(optimizer_evals) or optimizer_evals < 0:
         raise ValueError(f"optimizer_evals must be an int >= 0, got {optimizer_evals!r}.")
+    if not (_is_int(initial_steps) and _is_int(max_steps)):
+        raise ValueError(f"initial_steps and max_steps must be ints, got {initial_steps!r} and {max_steps!r}.")
     if x.shape[0] < 8:
         warnings.warn(f"calibrating on {x.shape[0]} point(s): the error is a root mean square or mean over the "
                       "points, so 16 to 64 points like the data to be scored give a more trustworthy schedule.",

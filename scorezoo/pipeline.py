@@ -391,22 +391,46 @@ class ScorePipeline:
         Raises:
             ValueError: wrong shape, NaN/inf, empty batch, bad options, an ``eps`` other than the model's.
 
+        Raises (also):
+            ValueError: integer dtype or points outside the model's data range (integer levels instead of
+                dequantized data).
+
         Warns:
-            UserWarning: points outside the model's data range (e.g. integer levels instead of dequantized data).
+            UserWarning: as :func:`scorezoo.likelihood.calibrate_schedule`; a schedule that stopped at
+                ``max_steps`` above its target is returned but not kept.
         """
+        dequantize = ("dequantize integer levels first: scorezoo.dequantization.uniform_dequantize(levels, "
+                      f"num_levels={self.num_levels}, data_range={tuple(self.data_range)})")
+        if torch.is_tensor(x) and not x.is_floating_point():
+            raise ValueError(f"calibration needs points in the model's data space, got integer dtype {x.dtype}; "
+                             f"{dequantize}.")
         x = self._check_x(x)
-        if "eps" in kwargs and abs(float(kwargs["eps"]) - self.eps) > 1e-6 * self.eps:
-            raise ValueError(f"the pipeline computes likelihoods at its eps = {self.eps:g}, so its schedule must start "
-                             f"there; got eps = {kwargs['eps']}. Use scorezoo.likelihood.calibrate_schedule for "
-                             "another eps.")
+        if "eps" in kwargs:
+            try:
+                other = abs(float(kwargs["eps"]) - self.eps) > 1e-6 * self.eps
+            except (TypeError, ValueError):
+                raise ValueError(f"eps must be a number, got {kwargs['eps']!r}.") from None
+            if other:
+                raise ValueError(f"the pipeline computes likelihoods at its eps = {self.eps:g}, so its schedule must "
+                                 f"start there; got eps = {kwargs['eps']}. Use scorezoo.likelihood.calibrate_schedule "
+                                 "for another eps.")
         kwargs["eps"] = self.eps
         lo, hi = self.data_range
         if self.num_levels is not None and (x.min() < lo - 0.1 * (hi - lo) or x.max() > hi + 0.1 * (hi - lo)):
-            warnings.warn(f"x spans [{x.min().item():.3g}, {x.max().item():.3g}], outside the model's data range "
-                          f"[{lo:g}, {hi:g}]: give dequantized points in the data space "
-                          "(scorezoo.dequantization.uniform_dequantize), not integer levels.", stacklevel=2)
-        self.likelihood_schedule = calibrate_schedule(self.model, self.sde, x, **kwargs)
-        return self.likelihood_schedule
+            raise ValueError(f"x spans [{x.min().item() + 0.0:.3g}, {x.max().item():.3g}], outside the model's data "
+                             f"range [{lo:g}, {hi:g}]: {dequantize}.")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sch = calibrate_schedule(self.model, self.sde, x, **kwargs)
+        missed = False
+        for w in caught:
+            missed = missed or "stopped at max_steps" in str(w.message)
+            text = str(w.message) + (" The pipeline keeps its previous likelihood_schedule; the new one is only "
+                                     "returned." if "stopped at max_steps" in str(w.message) else "")
+            warnings.warn(text, w.category, stacklevel=2)
+        if not missed:
+            self.likelihood_schedule = sch
+        return sch
 
     def bits_per_dim(
         self,

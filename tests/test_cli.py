@@ -199,11 +199,13 @@ def test_bpd_fast_uses_the_models_schedule(model_dir, tmp_path, capsys):
     assert report["settings"]["schedule"]["steps"] == 6
     assert [r["nfe"] for r in report["results"]] == [24, 24]
     code, out, _ = run(capsys, "bpd", "--digits", "1", "--model", folder, "-k", "1", "--fast")
-    assert code == 0 and "rk4, 6 fixed steps in log rho, calibrated error ≈ 0.004 bits/dim" in out
-    pipe.likelihood_schedule.measured_rms_error, pipe.likelihood_schedule.measured_mean_error = 0.003, -0.0012
+    assert code == 0 and "rk4, 6 fixed steps in log rho; estimated error 0.0040 bits/dim (step doubling" in out
+    sch = pipe.likelihood_schedule
+    sch.measured_rms_error, sch.measured_mean_error, sch.target, sch.criterion = 0.003, -0.0012, 0.01, "mean"
     folder = _save(pipe, tmp_path / "measured")
     code, out, _ = run(capsys, "bpd", "--digits", "1", "--model", folder, "-k", "1", "--fast")
-    assert code == 0 and "calibration error 0.003 bits/dim rms, -0.0012 mean (measured on 0 points)" in out
+    assert code == 0 and ("calibrated to 0.01 bits/dim (on the mean); error measured on 0 points, schedule minus "
+                          "tight solve: 0.0030 rms, -0.0012 mean") in out
     for extra in (["--rtol", "1e-3"], ["--method", "euler"], ["--step-size", "0.1"]):
         code, _, err = run(capsys, "bpd", "--digits", "1", "--model", folder, "--fast", *extra)
         assert code == 2 and "drop --rtol, --atol, --method and --step-size" in err, extra

@@ -279,6 +279,12 @@ def test_schedule_round_trips_and_rejects_bad_input(gaussian):
         calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, target=0)
     with pytest.raises(ValueError, match="criterion"):
         calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, criterion="max")
+    for bad in ({"measure": "no"}, {"initial_steps": None}, {"max_steps": float("inf")}, {"generator": 123},
+                {"target": True}, {"optimizer_evals": True}):
+        with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+            calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, **bad)
+    with pytest.raises(ValueError, match="measured_rms_error"):
+        LikelihoodSchedule.from_dict({"times": [1e-5, 1.0], "measured_rms_error": True})
     with pytest.raises(ValueError, match="reference_tol"):
         calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, reference_tol=0)
     with pytest.raises(ValueError, match="optimizer_evals"):

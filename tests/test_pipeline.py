@@ -206,9 +206,16 @@ def test_calibrated_schedule_is_saved_loaded_and_used(tmp_path):
     with pytest.raises(ValueError, match="its eps = 1e-05"):
         pipe.calibrate_likelihood_schedule(x, eps=1e-3)
     digits = tiny_unet_pipeline()
-    with pytest.warns(UserWarning, match="not integer levels"):
-        digits.calibrate_likelihood_schedule(torch.randint(0, 17, (8, *digits.data_shape)).float(), target=10.0,
-                                             max_steps=4)
+    with pytest.raises(ValueError, match="outside the model's data range.*uniform_dequantize"):
+        digits.calibrate_likelihood_schedule(torch.randint(0, 17, (8, *digits.data_shape)).float(), target=10.0)
+    with pytest.raises(ValueError, match="integer dtype.*uniform_dequantize"):
+        digits.calibrate_likelihood_schedule(torch.randint(0, 17, (8, *digits.data_shape)))
+    with pytest.raises(ValueError, match="eps must be a number"):
+        pipe.calibrate_likelihood_schedule(x, eps="abc")
+    # a schedule that misses its target is returned with a warning but does not replace the kept one
+    with pytest.warns(UserWarning, match="keeps its previous likelihood_schedule"):
+        missed = pipe.calibrate_likelihood_schedule(x, target=1e-9, initial_steps=1, max_steps=1, measure=False)
+    assert missed.num_steps == 1 and pipe.likelihood_schedule is sch
     cfg_path = tmp_path / "m" / "pipeline_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["likelihood_schedule"]["times"] = [0.5, 0.2]
