@@ -571,6 +571,23 @@ def calibrate_schedule(
     Warns:
         UserWarning: fewer than 8 points, or ``max_steps`` reached above the target.
     """
+    sch, error = _calibrate(score_fn, sde, x, eps=eps, target=target, criterion=criterion, method=method,
+                            time_variable=time_variable, initial_steps=initial_steps, max_steps=max_steps,
+                            measure=measure, reference_tol=reference_tol, optimizer_evals=optimizer_evals,
+                            divergence=divergence, probe=probe, generator=generator)
+    if error > sch.target:
+        warnings.warn(f"calibrate_schedule stopped at max_steps = {max_steps} with an error of {error:.3g} "
+                      f"bits/dim ({criterion}) > target {sch.target:g}; raise max_steps or the target.", stacklevel=2)
+    return sch
+
+
+def _calibrate(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: float = 1e-5, target: float = 0.002,
+               criterion: str = "rms", method: str = "rk4", time_variable: str = "log_rho", initial_steps: int = 4,
+               max_steps: int = 64, measure: bool = True, reference_tol: float = 1e-6, optimizer_evals: int = 80,
+               divergence: str = "hutchinson", probe: str = "rademacher",
+               generator: torch.Generator | None = None) -> tuple[LikelihoodSchedule, float]:
+    """:func:`calibrate_schedule`'s work: the schedule and its error by the criterion, in bits/dim (above the
+    target if ``max_steps`` stopped it); the caller warns. Warnings from here point at the caller's caller."""
     _check_x(x)
     _check_options(divergence, probe, 1)
     _check_generator(generator)
@@ -593,7 +610,7 @@ def calibrate_schedule(
     if x.shape[0] < 8:
         warnings.warn(f"calibrating on {x.shape[0]} point(s): the error is a root mean square or mean over the "
                       "points, so 16 to 64 points like the data to be scored give a more trustworthy schedule.",
-                      stacklevel=2)
+                      stacklevel=3)
     if method not in FIXED_METHODS:
         raise ValueError(f"method must be a fixed-step method, one of {sorted(FIXED_METHODS)}; got {method!r}.")
     if time_variable not in ("t", "log_rho"):
@@ -623,10 +640,13 @@ def calibrate_schedule(
         dx = (coarse[0][-1] - fine[0][-1]).reshape(shape)
         return richardson * ((coarse[1][-1] - fine[1][-1]) + (s * dx).flatten(1).sum(1))
 
+    def logp_of(end):
+        """``(B,)`` nats: log p of the solve that ended in state ``end`` (prior plus divergence integral)."""
+        return sde.prior_logp(end[0].reshape(shape)) + end[1]
+
     def measured(end):
         """``(B,)`` bits/dim, the solve ending in state ``end`` minus the reference."""
-        logp = sde.prior_logp(end[0].reshape(shape)) + end[1]
-        return (reference - logp).double() / nats_per_bpd
+        return (reference - logp_of(end)).double() / nats_per_bpd
 
     def value(e):
         """The criterion of ``(B,)`` per-sample errors in bits/dim (for "mean", with two standard errors)."""
@@ -657,7 +677,7 @@ def calibrate_schedule(
         if measure:
             ref = odeint(flow, state0, torch.tensor([flow.u0, flow.u1], dtype=dt, device=x.device),
                          rtol=reference_tol, atol=reference_tol, method="dopri5")
-            reference = sde.prior_logp(ref[0][-1].reshape(shape)) + ref[1][-1]
+            reference = logp_of((ref[0][-1], ref[1][-1]))
         # 1. halve the worst step until the error meets the target
         states, errors, per_step, estimate, e = evaluate(grid)
         while value(e) > target and len(grid) - 1 < max_steps:
@@ -685,16 +705,14 @@ def calibrate_schedule(
             if not accepted and n < len(grid) - 1:
                 break
             n = len(grid) - 2
-    if value(e) > target:
-        warnings.warn(f"calibrate_schedule stopped at max_steps = {max_steps} with an error of {value(e):.3g} "
-                      f"bits/dim ({criterion}) > target {target:g}; raise max_steps or the target.", stacklevel=2)
     times = flow.to_t(torch.tensor(grid, dtype=torch.float64))
     times[0], times[-1] = eps, sde.T
-    return LikelihoodSchedule(
-        times=times, method=method, time_variable=time_variable, target=float(target), criterion=criterion,
+    sch = LikelihoodSchedule(
+        times=times, method=method, time_variable=time_variable, target=target, criterion=criterion,
         estimated_error=estimate, num_calibration_samples=b,
         measured_rms_error=e.pow(2).mean().sqrt().item() if reference is not None else None,
         measured_mean_error=e.mean().item() if reference is not None else None)
+    return sch, value(e)
 
 
 def _optimize_grid(grid: list[float], errors_of: Callable[[list[float]], torch.Tensor], max_evals: int) -> list[float]:
@@ -702,7 +720,6 @@ def _optimize_grid(grid: list[float], errors_of: Callable[[list[float]], torch.T
     ``errors_of(grid)`` ``(B,)``, by Nelder-Mead (scipy) over the logarithms of the first N - 1 step widths
     relative to the last (no redundant direction), from a simplex of 10 % changes in width, at most
     ``max_evals`` evaluations; returns the best grid found (the start if nothing was better)."""
-    import numpy as np
     from scipy.optimize import minimize
 
     a, c = grid[0], grid[-1]

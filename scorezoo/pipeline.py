@@ -29,7 +29,7 @@ from torch import nn
 from . import __version__
 from .data import levels_to_uint8, to_levels
 from .dequantization import data_to_levels, uniform_dequantize
-from .likelihood import (LikelihoodResult, LikelihoodSchedule, _check_schedule, bits_per_dim, calibrate_schedule,
+from .likelihood import (LikelihoodResult, LikelihoodSchedule, _calibrate, _check_schedule, bits_per_dim,
                          likelihood_bound, log_likelihood)
 from .models import PARAMETERIZATIONS, ScoreModel, load_network, save_network
 from .sampling import get_sampler
@@ -419,16 +419,12 @@ class ScorePipeline:
         if self.num_levels is not None and (x.min() < lo - 0.1 * (hi - lo) or x.max() > hi + 0.1 * (hi - lo)):
             raise ValueError(f"x spans [{x.min().item() + 0.0:.3g}, {x.max().item():.3g}], outside the model's data "
                              f"range [{lo:g}, {hi:g}]: {dequantize}.")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            sch = calibrate_schedule(self.model, self.sde, x, **kwargs)
-        missed = False
-        for w in caught:
-            missed = missed or "stopped at max_steps" in str(w.message)
-            text = str(w.message) + (" The pipeline keeps its previous likelihood_schedule; the new one is only "
-                                     "returned." if "stopped at max_steps" in str(w.message) else "")
-            warnings.warn(text, w.category, stacklevel=2)
-        if not missed:
+        sch, error = _calibrate(self.model, self.sde, x, **kwargs)
+        if error > sch.target:
+            warnings.warn(f"the calibration stopped at max_steps with an error of {error:.3g} bits/dim "
+                          f"({sch.criterion}) > target {sch.target:g}; raise max_steps or the target. The pipeline "
+                          "keeps its previous likelihood_schedule; the new one is only returned.", stacklevel=2)
+        else:
             self.likelihood_schedule = sch
         return sch
 

@@ -300,3 +300,13 @@ def test_schedule_round_trips_and_rejects_bad_input(gaussian):
         capped = calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, target=1e-6, initial_steps=2, max_steps=3,
                                     divergence="exact")
     assert capped.num_steps == 3
+
+
+def test_calibration_worker_has_the_public_defaults():
+    """The pipeline calls the worker behind calibrate_schedule directly; their defaults must not drift apart."""
+    import inspect
+
+    from scorezoo.likelihood import _calibrate
+
+    public, worker = (inspect.signature(f).parameters for f in (calibrate_schedule, _calibrate))
+    assert {k: p.default for k, p in public.items()} == {k: p.default for k, p in worker.items()}
