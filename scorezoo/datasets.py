@@ -1,4 +1,4 @@
-"""Training data sets: sklearn digits, 2-D toys, an image folder and CIFAR-10 (through torchvision).
+"""Training data sets: sklearn digits, 2-D toys, patches of photographs, an image folder and CIFAR-10.
 
 Every loader returns a :class:`TrainingData`: the training and held-out tensors plus what a pipeline needs to
 know about them (shape, levels, range). Image data are kept as integer levels ``(N, C, H, W)`` in [0, K) and
@@ -6,7 +6,8 @@ dequantized afresh at every training step (:func:`scorezoo.dequantization.unifor
 paper does for likelihood training; 2-D toys are continuous ``(N, 2)`` points (``num_levels=None``).
 
 Held-out split of a list of N items (digits, image folders): item ``i`` is held out when ``i % 6 == 0``,
-the rest train (the split of the digits results in the zoo cards: 300 held out, 1497 train).
+the rest train (the split of the digits results in the zoo cards: 300 held out, 1497 train). Photographs
+(:data:`PHOTOS`) are split by whole photo, never by patch: the held-out scenes contribute no pixel to training.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import torch
 from .data import load_image
 
 __all__ = ["TrainingData", "DATASETS", "TOY_DATASETS", "load_dataset", "load_digits", "sample_toy",
-           "load_image_folder", "load_cifar10", "heldout_mask", "IMAGE_EXTENSIONS"]
+           "load_image_folder", "load_cifar10", "heldout_mask", "IMAGE_EXTENSIONS", "Photo", "PHOTOS", "load_photo",
+           "extract_patches", "load_photo_patches"]
 
 #: file suffixes an image folder is read from
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 TOY_DATASETS = ("checkerboard", "8gaussians", "moons")
-DATASETS = ("digits", *TOY_DATASETS, "image_folder", "cifar10")
+DATASETS = ("digits", *TOY_DATASETS, "photo_patches", "image_folder", "cifar10")
 
 
 @dataclass
@@ -116,6 +118,132 @@ def load_toy(name: str, num_train: int = 50_000, num_eval: int = 5_000, seed: in
                         f"{num_eval} fresh points drawn with seed {seed + 1} (train: {num_train} with seed {seed})")
 
 
+@dataclass(frozen=True)
+class Photo:
+    """A photograph that ships inside an installed package (so that training and tests run offline).
+
+    Attributes:
+        name: short name (``"astronaut"``).
+        package: the package whose files hold it (``"skimage"`` or ``"sklearn.datasets"``).
+        file: its path inside that package.
+        license: the licence stated by the package.
+        split: ``"train"`` or ``"heldout"`` (whole photos are held out).
+    """
+
+    name: str
+    package: str
+    file: str
+    license: str
+    split: str
+
+
+#: the RGB photographs of scikit-image's and scikit-learn's wheels and their licences as those packages state them.
+#: scikit-image's ``retina.jpg`` is left out: a fundus photograph whose black surround would be a fifth of all patches.
+PHOTOS: tuple[Photo, ...] = (
+    Photo("astronaut", "skimage", "data/astronaut.png", "public domain (NASA)", "train"),
+    Photo("rocket", "skimage", "data/rocket.jpg", "public domain (SpaceX)", "train"),
+    Photo("hubble_deep_field", "skimage", "data/hubble_deep_field.jpg", "public domain (NASA)", "train"),
+    Photo("immunohistochemistry", "skimage", "data/ihc.png", "no known copyright restrictions (CMMI)", "train"),
+    Photo("motorcycle_left", "skimage", "data/motorcycle_left.png",
+          "Middlebury 2014 stereo benchmark (Scharstein et al.), as distributed with scikit-image", "train"),
+    Photo("motorcycle_right", "skimage", "data/motorcycle_right.png",
+          "Middlebury 2014 stereo benchmark (Scharstein et al.), as distributed with scikit-image", "train"),
+    Photo("flower", "sklearn.datasets", "images/flower.jpg", "CC BY 2.0 (vultilion on Flickr)", "train"),
+    Photo("chelsea", "skimage", "data/chelsea.png", "CC0 (Stefan van der Walt)", "heldout"),
+    Photo("coffee", "skimage", "data/coffee.png", "CC0 (Rachel Michetti)", "heldout"),
+    Photo("china", "sklearn.datasets", "images/china.jpg", "CC BY 2.0 (danielbuechele on Flickr)", "heldout"),
+)
+
+
+def photo_path(name: str) -> Path:
+    """The file of the photo ``name`` of :data:`PHOTOS` inside its installed package.
+
+    Raises:
+        ValueError: unknown name.
+        ImportError: the package that holds it is not installed (``pip install 'scorezoo[train]'``).
+    """
+    import importlib.resources
+
+    photo = next((p for p in PHOTOS if p.name == name), None)
+    if photo is None:
+        raise ValueError(f"unknown photo {name!r}; choose one of {[p.name for p in PHOTOS]}.")
+    try:
+        root = importlib.resources.files(photo.package)
+    except ModuleNotFoundError as e:
+        dist = "scikit-image" if photo.package == "skimage" else "scikit-learn"
+        raise ImportError(f"the photo {name!r} ships with {dist}: pip install {dist} (or 'scorezoo[train]').") from e
+    return Path(str(root.joinpath(photo.file)))
+
+
+def load_photo(name: str) -> np.ndarray:
+    """The photo ``name`` of :data:`PHOTOS` as ``(H, W, 3)`` uint8 RGB."""
+    from PIL import Image
+
+    with Image.open(photo_path(name)) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def extract_patches(image: np.ndarray, patch_size: int, stride: int, scales: tuple[int, ...] = (1,),
+                    flips: bool = False) -> torch.Tensor:
+    """Square patches of one photo, at its own resolution and at integer downscales.
+
+    Args:
+        image: ``(H, W, C)`` uint8.
+        patch_size: side P of a patch, pixels.
+        stride: step between patch corners, pixels (``stride = patch_size``: non-overlapping tiles; the
+            remainder strips at the right and bottom that hold no whole patch are not used).
+        scales: integer downscale factors; factor ``s`` averages ``s × s`` blocks (a box filter, rounded to the
+            nearest level) before the patches are cut.
+        flips: also add every patch mirrored left to right.
+
+    Returns:
+        ``(N, C, P, P)`` uint8 patches, in raster order per scale.
+
+    Raises:
+        ValueError: a patch size, stride or scale below 1, or a photo smaller than one patch at every scale.
+    """
+    if patch_size < 1 or stride < 1 or not scales or min(scales) < 1:
+        raise ValueError(f"need patch_size, stride and scales >= 1, got {patch_size}, {stride}, {scales}.")
+    out = []
+    for s in scales:
+        h, w = image.shape[0] // s, image.shape[1] // s
+        a = image[:h * s, :w * s].reshape(h, s, w, s, -1).mean((1, 3)) if s > 1 else image
+        a = torch.from_numpy(np.rint(a).astype(np.uint8)).permute(2, 0, 1)
+        if h < patch_size or w < patch_size:
+            continue
+        tiles = a.unfold(1, patch_size, stride).unfold(2, patch_size, stride)  # (C, nh, nw, P, P)
+        out.append(tiles.permute(1, 2, 0, 3, 4).reshape(-1, a.shape[0], patch_size, patch_size))
+    if not out:
+        raise ValueError(f"the photo ({image.shape[0]}×{image.shape[1]}) is smaller than one {patch_size}-pixel "
+                         f"patch at every scale {scales}.")
+    patches = torch.cat(out)
+    if flips:
+        patches = torch.cat([patches, patches.flip(-1)])
+    return patches.contiguous()
+
+
+def load_photo_patches(patch_size: int = 16, stride: int = 8, scales: tuple[int, ...] | list[int] = (1, 2),
+                       flips: bool = True) -> TrainingData:
+    """RGB patches of the photographs in :data:`PHOTOS`, 256 levels, split by whole photo.
+
+    Training: patches of the ``"train"`` photos with ``stride``, ``scales`` and ``flips``. Held out: the
+    non-overlapping ``patch_size`` tiles of the ``"heldout"`` photos at their own resolution (no flips, no
+    downscale), the pixels that :meth:`scorezoo.pipeline.ScorePipeline.bits_per_dim` scores when it tiles them.
+
+    Raises:
+        ImportError: scikit-image or scikit-learn is not installed.
+        ValueError: bad patch size, stride or scales.
+    """
+    scales = tuple(int(s) for s in scales)
+    train = torch.cat([extract_patches(load_photo(p.name), patch_size, stride, scales, flips)
+                       for p in PHOTOS if p.split == "train"])
+    heldout = [p.name for p in PHOTOS if p.split == "heldout"]
+    ev = torch.cat([extract_patches(load_photo(n), patch_size, patch_size) for n in heldout])
+    return TrainingData("photo_patches", train, ev, (3, patch_size, patch_size), 256, (-1.0, 1.0),
+                        f"non-overlapping {patch_size}×{patch_size} tiles of the held-out photos {', '.join(heldout)} "
+                        f"({len(ev)} patches); no pixel of them is trained on")
+
+
 def load_image_folder(root: str | Path, *, data_shape: tuple[int, int, int], num_levels: int = 256) -> TrainingData:
     """Every picture under ``root`` (recursively, sorted by path), converted by :func:`scorezoo.data.load_image`
     to ``data_shape = (C, H, W)`` and ``num_levels`` levels; split by :func:`heldout_mask`.
@@ -164,7 +292,7 @@ def load_cifar10(root: str | Path) -> TrainingData:
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, data_shape: tuple[int, ...] | None = None,
-                 num_levels: int | None = None, seed: int = 0) -> TrainingData:
+                 num_levels: int | None = None, seed: int = 0, options: dict | None = None) -> TrainingData:
     """Load a training data set by name (one of :data:`DATASETS`).
 
     Args:
@@ -173,12 +301,21 @@ def load_dataset(name: str, *, data_dir: str | None = None, data_shape: tuple[in
         data_shape: ``(C, H, W)`` for ``image_folder``.
         num_levels: levels for ``image_folder`` (default 256).
         seed: seed of the 2-D toys' fixed sample.
+        options: keyword arguments of the loader (``photo_patches``: ``patch_size``, ``stride``, ``scales``,
+            ``flips``; see :func:`load_photo_patches`).
 
     Raises:
         ValueError: unknown name, a missing ``data_dir``/``data_shape``, or unreadable data.
     """
+    if options and name != "photo_patches":
+        raise ValueError(f"the {name} data set takes no options, got {sorted(options)}.")
     if name == "digits":
         return load_digits()
+    if name == "photo_patches":
+        try:
+            return load_photo_patches(**(options or {}))
+        except TypeError as e:
+            raise ValueError(f"photo_patches options: {e}") from None
     if name in TOY_DATASETS:
         return load_toy(name, seed=seed)
     if name in ("image_folder", "cifar10"):

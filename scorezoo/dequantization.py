@@ -46,7 +46,8 @@ def uniform_dequantize(
     lo, hi = _check_range(num_levels, data_range)
     if k.is_floating_point() and not torch.equal(k, k.round()):
         raise ValueError("dequantize expects integer levels; got non-integer values.")
-    if k.numel() and (k.min() < 0 or k.max() >= num_levels):
+    # compare as Python numbers: a uint8 tensor compared with 256 would wrap the 256 to 0
+    if k.numel() and (k.min().item() < 0 or k.max().item() >= num_levels):
         raise ValueError(f"levels must lie in [0, {num_levels}); got values in [{int(k.min())}, {int(k.max())}].")
     device = generator.device if generator is not None else k.device
     u = torch.rand(k.shape, generator=generator, device=device, dtype=dtype).to(k.device)

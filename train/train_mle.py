@@ -63,6 +63,7 @@ DEFAULTS: dict = {
     "data_dir": None,                  # folder of image_folder / cifar10
     "data_shape": None,                # [C, H, W] for image_folder
     "num_levels": None,                # levels for image_folder (default 256)
+    "dataset_options": {},             # loader options (photo_patches: patch_size, stride, scales, flips)
     "dequantize": True,                # uniform dequantization of integer data at every step
     "sde": {"type": "vp"},             # scorezoo.get_sde config
     "weighting": "likelihood-is",      # score | likelihood | likelihood-is
@@ -281,7 +282,8 @@ def load_data(cfg: dict) -> TrainingData:
     """Load the configured data set. Raises :class:`ConfigError` for unknown, missing or unreadable data."""
     try:
         data = load_dataset(cfg["dataset"], data_dir=cfg["data_dir"], data_shape=cfg["data_shape"],
-                            num_levels=cfg["num_levels"], seed=cfg["seed"])
+                            num_levels=cfg["num_levels"], seed=cfg["seed"],
+                            options=cfg["dataset_options"])
     except (ValueError, ImportError) as e:
         raise ConfigError(f"dataset {cfg['dataset']!r}: {e}") from None
     if len(data.train) < cfg["batch_size"]:
