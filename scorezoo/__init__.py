@@ -7,20 +7,33 @@ Murray & Ermon (2021), samplers, and a zoo of pretrained models behind one pipel
     pipe = ScorePipeline.from_pretrained("scorezoo/vp-mle-digits")
     images = pipe(batch_size=16).images
     bpd = pipe.bits_per_dim(images).bpd
+
+The names below are imported on first use, so that ``import scorezoo`` (and the command line's ``--help``) does not
+wait for torch, diffusers or torchdiffeq.
 """
 
-__version__ = "0.1.0"
+import importlib
 
-from .likelihood import BoundResult, LikelihoodResult, bits_per_dim, likelihood_bound, log_likelihood
-from .models import GaussianScore, ScoreMLP, ScoreModel
-from .pipeline import BitsPerDimResult, ScorePipeline, ScorePipelineOutput
-from .sampling import sample_em, sample_ode, sample_pc
-from .sde import SDE, SubVPSDE, VESDE, VPSDE, get_sde
+__version__ = "0.2.0"
 
-__all__ = [
-    "ScorePipeline", "ScorePipelineOutput", "BitsPerDimResult",
-    "VPSDE", "SubVPSDE", "VESDE", "SDE", "get_sde",
-    "log_likelihood", "likelihood_bound", "bits_per_dim", "LikelihoodResult", "BoundResult",
-    "sample_ode", "sample_em", "sample_pc",
-    "ScoreModel", "ScoreMLP", "GaussianScore",
-]
+_EXPORTS = {
+    "ScorePipeline": "pipeline", "ScorePipelineOutput": "pipeline", "BitsPerDimResult": "pipeline",
+    "VPSDE": "sde", "SubVPSDE": "sde", "VESDE": "sde", "SDE": "sde", "get_sde": "sde",
+    "log_likelihood": "likelihood", "likelihood_bound": "likelihood", "LikelihoodResult": "likelihood",
+    "BoundResult": "likelihood", "LikelihoodSchedule": "likelihood", "calibrate_schedule": "likelihood",
+    "bits_per_dim": "dequantization", "uniform_dequantize": "dequantization",
+    "sample_ode": "sampling", "sample_em": "sampling", "sample_pc": "sampling",
+    "ScoreModel": "models", "ScoreMLP": "models", "GaussianScore": "models",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -12,9 +12,12 @@ One documented transform for every picture a user brings (:func:`load_image`):
 4. the picture is converted to the model's channels (``L`` for 1 channel, ``RGB`` for 3, with PIL's
    ITU-R 601-2 luma for colour to gray); 16-bit and 32-bit integer grayscale are read on [0, 65535] and
    float grayscale on [0, 1], at full precision (not truncated to 8 bits first);
-5. if its size differs from the model's, it is centre-cropped to the model's aspect ratio and resized
-   with a Lanczos (antialiasing) filter (:func:`PIL.ImageOps.fit`), after the conversion of step 4 so
-   that palette and bilevel pictures are filtered too rather than resized by nearest neighbour;
+5. if its size differs from the model's, it is centre-cropped to the model's aspect ratio and resized, after
+   the conversion of step 4 so that palette and bilevel pictures are filtered too: by an integer factor exactly
+   (a box filter that averages f × f blocks, which gives back every pixel of a nearest-neighbour enlargement, or a
+   nearest-neighbour enlargement), otherwise with a Lanczos (antialiasing) filter; the step says whether pixel
+   values changed. Models of photo patches score a larger picture at its own resolution instead, tile by tile
+   (:func:`tile_levels`);
 6. with ``invert=True`` each value ``v`` in [0, 1] becomes ``1 - v`` (dark ink on white paper becomes the
    bright-on-dark convention of the digits data);
 7. each value ``v`` in [0, 1] becomes the nearest of ``K`` evenly spaced levels: ``round(v (K - 1))``
@@ -23,7 +26,8 @@ One documented transform for every picture a user brings (:func:`load_image`):
 The steps actually taken are returned as text with every picture (:class:`LoadedImage`).
 
 Arrays are taken as levels already: integers in [0, K), shaped ``(B, H, W)``, ``(B, H, W, C)`` or
-``(B, C, H, W)`` (a single ``(H, W)`` image is a batch of one).
+``(B, C, H, W)`` (a single ``(H, W)`` image is a batch of one). Float arrays with non-integer values in [0, 1] (the
+pipeline's ``"pt"`` and ``"np"`` outputs) are quantised to the nearest of the K levels, as pictures are.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["load_image", "to_levels", "levels_to_uint8", "LoadedImage", "MAX_IMAGE_PIXELS",
-           "background_is_light"]
+           "background_is_light", "Tiles", "tile_levels", "untile", "is_picture", "open_image"]
 
 #: pictures larger than this are refused from their header, before decoding (a 4000×3000 photo is 12M)
 MAX_IMAGE_PIXELS = 64_000_000
@@ -60,8 +64,10 @@ def _name(item: Any) -> str:
     return str(item) if isinstance(item, (str, os.PathLike)) else type(item).__name__
 
 
-def _open(path: Path, name: str) -> Image.Image:
-    """Open and fully decode ``path``; every way a file can be bad becomes one ``ValueError`` naming it."""
+def open_image(path: str | os.PathLike, name: str | None = None) -> Image.Image:
+    """Open and fully decode the picture file ``path``; every way a file can be bad (missing, a folder, empty, not
+    an image, truncated or corrupt, over :data:`MAX_IMAGE_PIXELS`) becomes one ``ValueError`` naming it."""
+    path, name = Path(path), str(path) if name is None else name
     if path.is_dir():
         raise ValueError(f"{name}: is a folder, not a picture file.")
     if not path.is_file():
@@ -107,7 +113,35 @@ def _to_channels(img: Image.Image, channels: int, invert: bool) -> tuple[Image.I
     return img, 255.0, steps
 
 
-def load_image(item: Any, *, data_shape: Sequence[int], num_levels: int, invert: bool = False) -> LoadedImage:
+def _resize(img: Image.Image, w: int, h: int) -> tuple[np.ndarray, str]:
+    """Step 5: centre-crop to the model's aspect ratio, then resize to ``w × h`` as exactly as the sizes allow.
+    Returns the picture as a float array on its full scale and the step's description."""
+    cw, ch = img.width, img.height
+    if cw * h > ch * w:  # too wide: crop columns
+        cw = max(1, round(ch * w / h))
+    elif cw * h < ch * w:
+        ch = max(1, round(cw * h / w))
+    crop = "" if (cw, ch) == (img.width, img.height) else f"centre-crop to {cw}×{ch}, "
+    left, top = (img.width - cw) // 2, (img.height - ch) // 2
+    img = img.crop((left, top, left + cw, top + ch))
+    a = np.asarray(img, dtype=np.float64)
+    fy, fx = ch / h, cw / w
+    if fx == fy and fx == int(fx):
+        f = int(fx)
+        blocks = a.reshape(h, f, w, f, *a.shape[2:])
+        constant = bool((blocks == blocks[:, :1, :, :1]).all())
+        how = "each block was one value: exact" if constant else "blocks averaged: pixel values changed"
+        return blocks.mean((1, 3)), f"{crop}box-filter downscale ×{f} to {w}×{h} ({how})"
+    if 1 / fx == 1 / fy and w % cw == 0:
+        f = w // cw
+        return a.repeat(f, 0).repeat(f, 1), f"{crop}nearest-neighbour upscale ×{f} to {w}×{h} (exact)"
+    resized = img.resize((w, h), Image.Resampling.LANCZOS)
+    return (np.asarray(resized, dtype=np.float64),
+            f"{crop}Lanczos resize to {w}×{h} (interpolated: pixel values changed)")
+
+
+def load_image(item: Any, *, data_shape: Sequence[int], num_levels: int, invert: bool = False,
+               resize: bool = True) -> LoadedImage:
     """Decode one picture (path, PIL image) into model levels ``(C, H, W)``; see the module docstring.
 
     Args:
@@ -115,6 +149,8 @@ def load_image(item: Any, *, data_shape: Sequence[int], num_levels: int, invert:
         data_shape: the model's ``(C, H, W)``, C in {1, 3}.
         num_levels: K.
         invert: map each value ``v`` to ``1 - v`` (for dark ink on light paper; step 6).
+        resize: step 5; ``False`` keeps the picture at its own resolution (for :func:`tile_levels`), and only the
+            model's channels are taken from ``data_shape``.
 
     Returns:
         :class:`LoadedImage`.
@@ -128,7 +164,7 @@ def load_image(item: Any, *, data_shape: Sequence[int], num_levels: int, invert:
         raise ValueError(f"image models have 1 or 3 channels; this one has data shape {tuple(data_shape)}.")
     name = _name(item)
     if isinstance(item, (str, os.PathLike)):
-        img = _open(Path(item), name)
+        img = open_image(item, name)
     elif isinstance(item, Image.Image):
         img = item
     else:
@@ -143,12 +179,14 @@ def load_image(item: Any, *, data_shape: Sequence[int], num_levels: int, invert:
             steps.append(f"EXIF orientation {orientation} applied")
         img, full, conv = _to_channels(img, c, invert)
         steps += conv
-        if (img.width, img.height) != (w, h):
-            steps.append(f"centre-crop to {w}:{h} and Lanczos resize to {w}×{h}")
-            img = ImageOps.fit(img, (w, h), method=Image.Resampling.LANCZOS)
+        if resize and (img.width, img.height) != (w, h):
+            a, step = _resize(img, w, h)
+            steps.append(step)
+        else:
+            a = np.asarray(img, dtype=np.float64)
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise ValueError(f"{name}: cannot convert this {src} image: {e}.") from None
-    a = np.clip(np.asarray(img, dtype=np.float64) / full, 0.0, 1.0)
+    a = np.clip(a / full, 0.0, 1.0)
     if a.ndim == 2:
         a = np.repeat(a[..., None], c, axis=2)
     if invert:
@@ -159,6 +197,54 @@ def load_image(item: Any, *, data_shape: Sequence[int], num_levels: int, invert:
     return LoadedImage(torch.from_numpy(levels).permute(2, 0, 1).contiguous(), f"{src}: " + ", ".join(steps))
 
 
+@dataclass
+class Tiles:
+    """A picture cut into model-size patches at its own resolution (:func:`tile_levels`).
+
+    Attributes:
+        patches: ``(N, C, P_h, P_w)`` levels, in raster order (row by row).
+        grid: ``(rows, cols)`` of patches, ``N = rows * cols``.
+        pixels_scored: ``rows * P_h * cols * P_w``.
+        border: what was done with the remainder strips, in words.
+    """
+
+    patches: torch.Tensor
+    grid: tuple[int, int]
+    pixels_scored: int
+    border: str
+
+
+def tile_levels(levels: torch.Tensor, patch_size: tuple[int, int]) -> Tiles:
+    """Cut a picture ``(C, H, W)`` of levels into non-overlapping ``patch_size`` patches, from the top-left corner.
+
+    The remainder strips (the rightmost ``W mod P_w`` columns and the bottom ``H mod P_h`` rows) hold no whole patch
+    and are not scored: they are cropped, never padded, so that every scored pixel is the picture's own.
+
+    Raises:
+        ValueError: a picture smaller than one patch.
+    """
+    c, h, w = levels.shape
+    ph, pw = (int(v) for v in patch_size)
+    rows, cols = h // ph, w // pw
+    if rows < 1 or cols < 1:
+        raise ValueError(f"a {w}×{h} picture is smaller than one {pw}×{ph} patch of this model: it cannot be tiled.")
+    crop = levels[:, :rows * ph, :cols * pw]
+    patches = crop.unfold(1, ph, ph).unfold(2, pw, pw).permute(1, 2, 0, 3, 4).reshape(-1, c, ph, pw)
+    right, bottom = w - cols * pw, h - rows * ph
+    border = (f"{rows}×{cols} patches of {pw}×{ph}; " +
+              ("every pixel scored" if not (right or bottom) else
+               f"the rightmost {right} column(s) and bottom {bottom} row(s) cropped, not scored"))
+    return Tiles(patches.contiguous(), (rows, cols), rows * ph * cols * pw, border)
+
+
+def untile(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`tile_levels`' cut: per-patch values ``(N, C, P_h, P_w)`` back into ``(C, rows P_h,
+    cols P_w)``."""
+    n, c, ph, pw = values.shape
+    rows, cols = grid
+    return values.reshape(rows, cols, c, ph, pw).permute(2, 0, 3, 1, 4).reshape(c, rows * ph, cols * pw)
+
+
 def background_is_light(levels: torch.Tensor, num_levels: int) -> bool:
     """Whether the border of one picture ``(C, H, W)`` of levels is mostly bright (mean over the outermost
     pixels above half of the top level): the sign of dark ink on light paper, the opposite of the digits
@@ -167,16 +253,22 @@ def background_is_light(levels: torch.Tensor, num_levels: int) -> bool:
     return bool(border.double().mean() > (num_levels - 1) / 2)
 
 
-def _array_to_levels(a: np.ndarray, data_shape: Sequence[int], num_levels: int) -> torch.Tensor:
+def _array_to_levels(a: np.ndarray, data_shape: Sequence[int], num_levels: int) -> tuple[torch.Tensor, str]:
     shape = tuple(int(v) for v in data_shape)
     if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise ValueError(f"image arrays must hold numbers, got dtype {a.dtype}.")
+    transform = "array of levels"
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
             raise ValueError("the image array contains NaN or inf values.")
         if not np.array_equal(a, np.round(a)):
-            raise ValueError(f"image arrays must hold integer levels in [0, {num_levels}); got non-integer "
-                             f"values. Quantize first, e.g. round(x * {num_levels - 1}) for x in [0, 1].")
+            if a.min() < 0 or a.max() > 1:
+                raise ValueError(f"image arrays must hold integer levels in [0, {num_levels}) or values in [0, 1] "
+                                 f"(as the pipeline's 'pt' and 'np' outputs); got non-integer values in "
+                                 f"[{a.min():g}, {a.max():g}].")
+            # values in [0, 1] (a sampler's 'pt'/'np' output): the nearest level, as for pictures
+            a = np.rint(a * (num_levels - 1))
+            transform = f"values in [0, 1], nearest of {num_levels} levels"
     if len(shape) == 3:
         c, h, w = shape
         if a.shape == (h, w) and c == 1 or a.shape in ((c, h, w), (h, w, c)):
@@ -187,7 +279,8 @@ def _array_to_levels(a: np.ndarray, data_shape: Sequence[int], num_levels: int) 
             a = a.transpose(0, 3, 1, 2)
         if a.ndim != 4 or a.shape[1:] != (c, h, w):
             raise ValueError(f"image array of shape {a.shape} does not fit the model's (C, H, W) = {shape}: give "
-                             f"(B, {h}, {w})" + (" or" if c == 1 else "") + f" (B, {h}, {w}, {c}) or (B, {c}, {h}, {w}).")
+                             f"(B, {h}, {w})" + (" or" if c == 1 else "")
+                             + f" (B, {h}, {w}, {c}) or (B, {c}, {h}, {w}).")
     else:
         if a.shape == shape:
             a = a[None]
@@ -199,7 +292,13 @@ def _array_to_levels(a: np.ndarray, data_shape: Sequence[int], num_levels: int) 
     if lo < 0 or hi >= num_levels:
         raise ValueError(f"levels must lie in [0, {num_levels}) for this model, got values in [{lo:g}, {hi:g}]. "
                          f"For 8-bit images pass files or PIL images, which are converted.")
-    return torch.from_numpy(np.ascontiguousarray(a).astype(np.int64))
+    return torch.from_numpy(np.ascontiguousarray(a).astype(np.int64)), transform
+
+
+def is_picture(images: Any) -> bool:
+    """Whether ``images`` is a picture (file path, PIL image) or a non-empty list of them, rather than an array."""
+    items = images if isinstance(images, (list, tuple)) else [images]
+    return len(items) > 0 and all(isinstance(i, (str, os.PathLike, Image.Image)) for i in items)
 
 
 def to_levels(images: Any, *, data_shape: Sequence[int], num_levels: int,
@@ -214,7 +313,8 @@ def to_levels(images: Any, *, data_shape: Sequence[int], num_levels: int,
         invert: for pictures (not arrays), map each value ``v`` in [0, 1] to ``1 - v`` (see :func:`load_image`).
 
     Returns:
-        ``(levels, transforms)``: the levels and, per image, the transform applied (``"array"`` for arrays).
+        ``(levels, transforms)``: the levels and, per image, the transform applied (``"array of levels"`` for
+        integer arrays).
 
     Raises:
         ValueError: a bad shape, non-integer or out-of-range values, NaN/inf, an empty batch, or a file
@@ -223,8 +323,8 @@ def to_levels(images: Any, *, data_shape: Sequence[int], num_levels: int,
     if torch.is_tensor(images):
         images = images.detach().cpu().numpy()
     if isinstance(images, np.ndarray):
-        levels = _array_to_levels(images, data_shape, num_levels)
-        return levels, ["array"] * levels.shape[0]
+        levels, transform = _array_to_levels(images, data_shape, num_levels)
+        return levels, [transform] * levels.shape[0]
     if isinstance(images, (str, os.PathLike, Image.Image)):
         images = [images]
     if not isinstance(images, (list, tuple)):

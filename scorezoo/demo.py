@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import inspect
 import logging
 import math
 import os
@@ -34,15 +33,14 @@ import torch
 from huggingface_hub import ModelCard
 from matplotlib.figure import Figure
 from PIL import Image
-from torchdiffeq import odeint
 
 from . import zoo
 from .data import levels_to_uint8, to_levels
 from .dequantization import dequantization_log_jacobian, uniform_dequantize
-from .likelihood import LikelihoodResult, bits_per_dim, divergence_fn, log_likelihood
+from .dequantization import bits_per_dim
+from .likelihood import LikelihoodResult, log_likelihood
 from .pipeline import PIPELINE_CONFIG_NAME, ScorePipeline
 from .sampling import SAMPLERS
-from .sde import _bcast
 
 __all__ = ["ModelEntry", "zoo_models", "folder_model", "DemoSettings", "bits_per_dimension", "single_draw",
            "score_files", "ImageScore", "sample_grid", "density_grid", "build_demo", "main"]
@@ -148,48 +146,20 @@ class DemoSettings:
 # -- computations (no Gradio) --------------------------------------------------------------------------
 #: the solver's options, with :func:`scorezoo.likelihood.log_likelihood`'s defaults, so the map and the
 #: library integrate alike
-ODE_SOLVER_DEFAULTS = {k: p.default for k, p in inspect.signature(log_likelihood).parameters.items()
-                       if k in ("method", "rtol", "atol", "options")}
+ODE_SOLVER_DEFAULTS = {"method": "dopri5", "rtol": 1e-5, "atol": 1e-5, "options": None}
 
 
 def bits_per_dimension(pipe: ScorePipeline, x: torch.Tensor, **ode_kwargs) -> torch.Tensor:
-    """Bits of each dimension of dequantized images: ``log p_eps(x)`` split over dimensions along the
-    probability-flow ODE, ``log p_eps(x) = sum_i [log pi(z_i) + int_eps^T (f - g^2 ds_i/dx_i / 2) dt]``
-    (Song et al. ICLR 2021, eq. 39, with the exact divergence as the sum of the Jacobian's diagonal from
-    :func:`scorezoo.likelihood.divergence_fn`), then ``-(log p_i + offset / D) / ln 2`` with the
-    dequantization offset of :func:`scorezoo.likelihood.bits_per_dim`. Their mean is the exact-divergence
-    bits/dim of ``x``.
-
-    Args:
-        pipe: an image model (``num_levels`` set).
-        x: ``(B, *S)`` dequantized images in the data space.
-        ode_kwargs: ``method``, ``rtol``, ``atol``, ``options`` of the solve (others are ignored);
-            :func:`scorezoo.likelihood.log_likelihood`'s defaults otherwise.
-
-    Returns:
-        ``(B, *S)`` float64 bits, on the CPU.
-    """
-    sde, eps = pipe.sde, pipe.eps
-    x = pipe._check_x(x)
-    b = x.shape[0]
-
-    def func(t, state):
-        y = state[0]
-        tb = t.clamp(eps, sde.T).expand(b).to(y.dtype)
-        s, diag = divergence_fn(pipe.model, y, tb, reduce=False)
-        drift, g = sde.sde(y, tb)
-        half_g2 = _bcast(0.5 * g**2, y)
-        return drift - half_g2 * s, _bcast(sde.drift_coef(tb), y) - half_g2 * diag
-
-    solver = {**ODE_SOLVER_DEFAULTS, **{k: v for k, v in ode_kwargs.items() if k in ODE_SOLVER_DEFAULTS}}
-    t = torch.tensor([eps, sde.T], dtype=x.dtype, device=x.device)
-    with torch.no_grad():
-        ys, deltas = odeint(func, (x, torch.zeros_like(x)), t, **solver)
-    z = ys[-1]
-    # pi is isotropic: its log-density splits over dimensions as that of each coordinate alone
-    logp = sde.prior_logp(z.reshape(-1, 1)).view_as(z) + deltas[-1]
+    """Bits of each dimension of dequantized images ``x: (B, *S)``: ``log p_eps(x)`` split over dimensions with the
+    exact divergence (``log_likelihood(..., per_dimension=True)``), then ``-(log p_i + offset / D) / ln 2`` with the
+    dequantization offset of :func:`scorezoo.dequantization.bits_per_dim`. Their mean is the exact-divergence
+    bits/dim of ``x``. ``ode_kwargs``: the solver's ``method``, ``rtol``, ``atol``, ``options``, ``solver`` (others
+    are ignored). Returns ``(B, *S)`` float64 bits on the CPU."""
+    solver = {k: v for k, v in ode_kwargs.items() if k in ("method", "rtol", "atol", "options", "solver")}
+    res = log_likelihood(pipe.model, pipe.sde, x.to(pipe.device, pipe.dtype), eps=pipe.eps, divergence="exact",
+                         per_dimension=True, **solver)
     offset = dequantization_log_jacobian(pipe.dim, num_levels=pipe.num_levels, data_range=pipe.data_range)
-    return (-(logp.double() + offset / pipe.dim) / math.log(2)).cpu()
+    return (-(res.logp_per_dim.double() + offset / pipe.dim) / math.log(2)).cpu()
 
 
 def ode_times(pipe: ScorePipeline, num_times: int) -> torch.Tensor:
@@ -484,7 +454,8 @@ def build_demo(models: list[ModelEntry], default: str | None = None, settings: D
         seed = _int_in(seed, 0, 2**63 - 1, "seed")
         progress(0, desc=f"sampling {batch} with {sampler}")
         start = time.perf_counter()
-        out = pipe(batch, sampler=sampler, num_steps=steps or None, generator=torch.Generator().manual_seed(seed),
+        out = pipe(batch, sampler=sampler, num_inference_steps=steps or None,
+                   generator=torch.Generator().manual_seed(seed),
                    output_type="np" if is_image else "pt")
         info = f"{batch} samples from {name}, {sampler} sampler, {out.nfe} score evaluations, " \
                f"{time.perf_counter() - start:.1f} s"

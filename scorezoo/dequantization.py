@@ -3,7 +3,7 @@
 Integer data ``k in {0, ..., K-1}^D`` becomes ``x = lo + (hi - lo) (k + u) / K`` with ``u ~ U[0,1)^D``
 (Theis, van den Oord & Bethge 2016, Sec. 3.1; Ho et al. 2019, Flow++, Sec. 3.1). Jensen's inequality
 gives ``log P(k) >= E_u[log p_X(x)] + log|det dx/du|`` with ``log|det dx/du| = D log((hi - lo) / K)``,
-the offset that turns nats of ``p_X`` into bits/dim of the integer data.
+the offset that turns nats of ``p_X`` into bits/dim of the integer data (:func:`bits_per_dim`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import math
 
 import torch
 
-__all__ = ["uniform_dequantize", "dequantization_log_jacobian", "levels_to_data", "data_to_levels"]
+from .utils import rand
+
+__all__ = ["uniform_dequantize", "dequantization_log_jacobian", "bits_per_dim", "levels_to_data", "data_to_levels"]
 
 
 def _check_range(num_levels: int, data_range: tuple[float, float]) -> tuple[float, float]:
@@ -49,9 +51,36 @@ def uniform_dequantize(
     # compare as Python numbers: a uint8 tensor compared with 256 would wrap the 256 to 0
     if k.numel() and (k.min().item() < 0 or k.max().item() >= num_levels):
         raise ValueError(f"levels must lie in [0, {num_levels}); got values in [{int(k.min())}, {int(k.max())}].")
-    device = generator.device if generator is not None else k.device
-    u = torch.rand(k.shape, generator=generator, device=device, dtype=dtype).to(k.device)
+    u = rand(k.shape, generator=generator, device=k.device, dtype=dtype)
     return lo + (hi - lo) * (k.to(dtype) + u) / num_levels
+
+
+def bits_per_dim(
+    logp: torch.Tensor,
+    dim: int,
+    *,
+    num_levels: int,
+    data_range: tuple[float, float] = (-1.0, 1.0),
+) -> torch.Tensor:
+    """Bits/dim of integer data from the log-density of its uniformly dequantized image.
+
+    For integer data ``k`` with ``num_levels`` levels mapped by ``x = lo + (hi - lo)(k + u)/K``,
+    ``u ~ U[0,1)^D`` (Theis et al. 2016; Ho et al. 2019, Sec. 3.1),
+    ``-log P(k) <= -E_u[log p_X(x)] - D log((hi - lo)/K)``, so
+    ``bpd = (-log p_X(x) - log|det dx/du|) / (D ln 2)``. For [-1, 1] and K = 256 the offset is
+    ``log2(256 / 2) = 7`` bits; a uniform density on the data range gives exactly ``log2 K``.
+
+    Args:
+        logp: ``(B,)`` log p_X(x) in nats of the dequantized points.
+        dim: D, the number of dimensions per sample.
+        num_levels: K, the number of integer levels per dimension.
+        data_range: ``(lo, hi)`` of the model's data space.
+
+    Returns:
+        ``(B,)`` bits/dim (an upper bound, per dequantization draw, on the discrete data's bits/dim).
+    """
+    log_jac = dequantization_log_jacobian(dim, num_levels=num_levels, data_range=data_range)
+    return -(logp + log_jac) / (dim * math.log(2))
 
 
 def levels_to_data(k: torch.Tensor, *, num_levels: int, data_range: tuple[float, float] = (-1.0, 1.0),

@@ -26,7 +26,8 @@ from __future__ import annotations
 import torch
 
 from .models import ScoreModel
-from .sde import SDE, _bcast
+from .sde import SDE
+from .utils import bcast, rand, randn
 
 __all__ = ["WEIGHTINGS", "sample_time", "dsm_loss"]
 
@@ -67,10 +68,10 @@ def sample_time(
         ValueError: unknown weighting or ``eps`` outside (0, T).
     """
     _check_weighting(weighting)
-    sde._check_eps(eps)
+    eps = sde.check_eps(eps)
     if weighting == "likelihood-is":
         return sde.sample_importance_weighted_time(batch_size, eps, generator=generator, device=device)
-    u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
+    u = rand(batch_size, generator=generator, dtype=torch.float64).cpu()
     t = (eps + (sde.T - eps) * u).float().to(device)
     return t, torch.full_like(t, sde.T - eps)
 
@@ -118,16 +119,16 @@ def dsm_loss(
             inv_q = torch.full_like(t, sde.T - eps)
     t = t.to(device=dev, dtype=x0.dtype)
     if z is None:
-        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(dev)
+        z = randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype)
     elif z.shape != x0.shape:
         raise ValueError(f"z must have the shape of x0 {tuple(x0.shape)}, got {tuple(z.shape)}.")
-    alpha, sigma = sde.alpha_sigma(t)
-    xt = _bcast(alpha, x0) * x0 + _bcast(sigma, x0) * z
+    mean, sigma = sde.marginal_prob(x0, t)
+    xt = mean + bcast(sigma, x0) * z
     if model.parameterization == "epsilon":
         # sigma s = -eps_hat exactly; going through the score would divide by sigma ~ 3e-3 at t = eps
         residual = z - model.network_output(xt, t)
     else:
-        residual = _bcast(sigma, x0) * model(xt, t) + z
+        residual = bcast(sigma, x0) * model(xt, t) + z
     sq = residual.flatten(1).pow(2).sum(1)
     if weighting == "score":
         lam_over_s2 = torch.ones_like(t)

@@ -3,13 +3,13 @@
 A pipeline folder (local, or a Hub repo) holds::
 
     pipeline_config.json      the SDE, eps, data shape, levels, data range, parameterisation
-    network/config.json       the network's constructor arguments and class name
-    network/model.safetensors its weights
-    README.md                 the model card (optional)
+    network/config.json                          the network's class name and constructor arguments
+    network/diffusion_pytorch_model.safetensors  its weights (diffusers' names: plain diffusers loads them too)
+    README.md                                    the model card (optional)
 
 The walk of one image is a straight line: ``data.to_levels`` (decode, resize, quantise) ->
 ``dequantization.uniform_dequantize`` -> ``likelihood.log_likelihood`` (probability-flow ODE with the
-model's ``score_fn``) -> ``likelihood.bits_per_dim``.
+model's ``score_fn``) -> ``dequantization.bits_per_dim``.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from torch import nn
 
 from . import __version__
 from .data import levels_to_uint8, to_levels
-from .dequantization import data_to_levels, uniform_dequantize
-from .likelihood import (LikelihoodResult, LikelihoodSchedule, _calibrate, _check_schedule, bits_per_dim,
-                         likelihood_bound, log_likelihood)
+from .dequantization import bits_per_dim, data_to_levels, uniform_dequantize
+from .likelihood import (LikelihoodResult, LikelihoodSchedule, calibrate_schedule, check_schedule, likelihood_bound,
+                         log_likelihood)
+from .likelihood.ode import ADAPTIVE_METHODS, short_repr
 from .models import PARAMETERIZATIONS, ScoreModel, load_network, save_network
-from .sampling import get_sampler
+from .sampling import get_sampler, get_times_uniform
 from .sde import SDE, get_sde
+from .utils import check_batch
 from .zoo import resolve_pretrained
 
 __all__ = ["ScorePipeline", "ScorePipelineOutput", "BitsPerDimResult", "PIPELINE_CONFIG_NAME", "NETWORK_FOLDER"]
@@ -42,14 +44,15 @@ PIPELINE_CONFIG_NAME = "pipeline_config.json"
 NETWORK_FOLDER = "network"
 
 
-@dataclass
+@dataclass(repr=False)
 class ScorePipelineOutput:
     """Output of :meth:`ScorePipeline.__call__`.
 
     Attributes:
         images: for image models, a list of PIL images, an ``np.ndarray (B, H, W, C)`` or a tensor
-            ``(B, C, H, W)``, values in [0, 1] for the last two (quantised to the model's levels);
-            for flat data, the samples ``(B, D)`` in the data space.
+            ``(B, C, H, W)``, values in [0, 1] for the last two (quantised to the model's levels; either can be
+            passed back to :meth:`ScorePipeline.bits_per_dim`); for flat data, the samples ``(B, D)`` in the data
+            space.
         samples: ``(B, *S)`` raw samples in the model's data space (unclipped).
         nfe: score evaluations used.
     """
@@ -58,18 +61,34 @@ class ScorePipelineOutput:
     samples: torch.Tensor
     nfe: int
 
+    __repr__ = short_repr
 
-@dataclass
+
+@dataclass(repr=False)
 class BitsPerDimResult:
-    """Output of :meth:`ScorePipeline.bits_per_dim`.
+    """Output of :meth:`ScorePipeline.bits_per_dim`: one entry per image.
+
+    An image is scored as one model-size input (resized if needed) or, when tiled, as the mean over its
+    model-size patches at its own resolution; a patch's bits/dim is the mean over ``num_repeats`` dequantization
+    draws.
 
     Attributes:
-        bpd: ``(B,)`` bits/dim per image, the mean over ``num_repeats`` dequantization draws.
-        stderr: ``(B,)`` standard error of that mean over the draws (NaN when ``num_repeats == 1``).
-        nfe: ``(B,)`` ODE function evaluations of the solve that scored each image (all its draws are solved
-            together, each with its own step size); 0 for the bound.
-        bpd_repeats: ``(num_repeats, B)`` bits/dim of each draw.
-        transforms: per image, the preprocessing applied (``"array"`` for integer arrays).
+        bpd: ``(B,)`` bits/dim per image (a tiled image's mean over its patches, i.e. its total bits over the pixels
+            scored).
+        stderr: ``(B,)`` standard error of ``bpd``: over the draws for an untiled image (NaN when
+            ``num_repeats == 1``), over the patches for a tiled one. It covers the dequantization noise and, with
+            Hutchinson's divergence, the probe noise (each draw has its own probe).
+        nfe: ``(B,)`` score evaluations of the solve that scored the image (the largest over its solves when
+            tiled; one evaluation scores every sample of a solve once); 0 for the bound.
+        bpd_repeats: ``(num_repeats, B)`` bits/dim of each draw (a tiled image's mean over its patches).
+        transforms: per image, the preprocessing applied, and for a tiled image how it was tiled.
+        num_patches: ``(B,)`` patches scored per image (1 when not tiled).
+        pixels_scored: ``(B,)`` pixels scored per image (the model's H × W when not tiled).
+        times: ``(N,)`` the ODE times of ``bpd_path`` (with ``times=`` or a schedule), else ``None``.
+        bpd_path: ``(N, num_repeats, B)``: the bits/dim the probability flow has accounted for by each of ``times``
+            (the divergence integral from eps, in bits/dim, a tiled image's mean over its patches), else ``None``.
+        bits_maps: with ``per_dimension=True``, per image the bits of each dimension ``(C, H', W')`` at the scored
+            size (mean over the draws); their mean is ``bpd``. Else ``None``.
     """
 
     bpd: torch.Tensor
@@ -77,6 +96,13 @@ class BitsPerDimResult:
     nfe: torch.Tensor
     bpd_repeats: torch.Tensor
     transforms: list[str] = field(default_factory=list)
+    num_patches: torch.Tensor | None = None
+    pixels_scored: torch.Tensor | None = None
+    times: torch.Tensor | None = None
+    bpd_path: torch.Tensor | None = None
+    bits_maps: list[torch.Tensor] | None = None
+
+    __repr__ = short_repr
 
 
 class ScorePipeline:
@@ -116,8 +142,8 @@ class ScorePipeline:
         extra_config: dict | None = None,
         likelihood_schedule: LikelihoodSchedule | dict | None = None,
     ):
-        sde._check_eps(eps)
-        sde._check_eps(sampling_eps)
+        sde.check_eps(eps)
+        sde.check_eps(sampling_eps)
         if num_levels is not None and int(num_levels) < 2:
             raise ValueError(f"num_levels must be >= 2 or None, got {num_levels}.")
         if parameterization not in PARAMETERIZATIONS:
@@ -133,8 +159,9 @@ class ScorePipeline:
         self.time_scale = float(time_scale)
         self.extra_config = dict(extra_config or {})
         if likelihood_schedule is not None:
-            likelihood_schedule = _check_schedule(likelihood_schedule, self.eps, sde.T)
+            likelihood_schedule = check_schedule(likelihood_schedule, self.eps, sde.T)
         self.likelihood_schedule = likelihood_schedule
+        self._progress_bar_config: dict = {}
 
     # -- properties ------------------------------------------------------------------------------------
     @property
@@ -165,7 +192,7 @@ class ScorePipeline:
         return {
             "_class_name": type(self).__name__,
             "_scorezoo_version": __version__,
-            "sde": self.sde.config(),
+            "sde": self.sde.config,
             "data_shape": list(self.data_shape),
             "eps": self.eps,
             "sampling_eps": self.sampling_eps,
@@ -182,6 +209,10 @@ class ScorePipeline:
         self.model.to(device=device, dtype=dtype)
         return self
 
+    def set_progress_bar_config(self, **kwargs) -> None:
+        """Options of the progress bars (tqdm's keyword arguments, e.g. ``disable=True``), as in diffusers."""
+        self._progress_bar_config = dict(kwargs)
+
     def __repr__(self) -> str:
         return f"ScorePipeline({json.dumps(self.config)})"
 
@@ -192,7 +223,7 @@ class ScorePipeline:
         name_or_path: str | Path,
         revision: str | None = None,
         device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        torch_dtype: torch.dtype | None = None,
     ) -> "ScorePipeline":
         """Load a pipeline from a local folder, a short zoo name, a Hub repo id or a bundled copy.
 
@@ -200,7 +231,7 @@ class ScorePipeline:
             name_or_path: a folder made by :meth:`save_pretrained`, ``"vp-mle-digits"``, or ``"owner/name"``.
             revision: Hub branch, tag or commit.
             device: where to put the network (default CPU).
-            dtype: the network's dtype (default float32).
+            torch_dtype: the network's dtype (default float32).
 
         Raises:
             scorezoo.zoo.ModelNotFoundError: nothing found under that name (a ``FileNotFoundError``).
@@ -229,10 +260,10 @@ class ScorePipeline:
             pipe = cls(network, get_sde(cfg["sde"]), extra_config=extra, **kwargs)
         except ValueError as e:
             raise ValueError(f"{cfg_path}: {e}") from None
-        return pipe.to(device=device or "cpu", dtype=dtype)
+        return pipe.to(device=device or "cpu", dtype=torch_dtype)
 
     def save_pretrained(self, save_directory: str | Path) -> None:
-        """Write the pipeline folder (config + ``network/`` as config.json and model.safetensors)."""
+        """Write the pipeline folder: ``pipeline_config.json`` and ``network/`` (diffusers' ``save_pretrained``)."""
         d = Path(save_directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / PIPELINE_CONFIG_NAME).write_text(json.dumps(self.config, indent=2) + "\n")
@@ -263,19 +294,25 @@ class ScorePipeline:
 
     # -- the score ------------------------------------------------------------------------------------
     def _check_x(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
-        if not torch.is_tensor(x):
-            raise ValueError(f"{what} must be a torch.Tensor of shape (B, {', '.join(map(str, self.data_shape))}).")
-        if tuple(x.shape[1:]) != self.data_shape or x.dim() != len(self.data_shape) + 1:
-            raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes (B, "
-                             f"{', '.join(map(str, self.data_shape))}).")
-        if x.shape[0] == 0:
-            raise ValueError(f"{what} is an empty batch: give at least one sample.")
-        if not x.is_floating_point():
+        shape = ", ".join(map(str, self.data_shape))
+        if torch.is_tensor(x) and (tuple(x.shape[1:]) != self.data_shape or x.dim() != len(self.data_shape) + 1):
+            raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes (B, {shape}).")
+        if torch.is_tensor(x) and x.dim() > 1 and not x.is_floating_point():
             raise ValueError(f"{what} must be floating point in the data range {self.data_range}, got {x.dtype}; "
                              "for integer images use bits_per_dim().")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{what} contains NaN or inf values.")
+        check_batch(x, what)
         return x.to(device=self.device, dtype=self.dtype)
+
+    def _check_in_range(self, x: torch.Tensor) -> None:
+        """Points of an integer-data model must lie in its data range (with a 10 % margin): values far outside
+        (e.g. 8-bit values) are a mistake, not a question the model can answer."""
+        lo, hi = self.data_range
+        if self.num_levels is None:
+            return
+        if x.min() < lo - 0.1 * (hi - lo) or x.max() > hi + 0.1 * (hi - lo):
+            raise ValueError(f"x spans [{x.min().item() + 0.0:.3g}, {x.max().item():.3g}], outside the model's data "
+                             f"range [{lo:g}, {hi:g}]: log_likelihood takes dequantized points in the data space; "
+                             "for images or integer levels use bits_per_dim().")
 
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """``score_fn(x, t)`` with checked input: ``x: (B, *S)``, ``t`` a float or ``(B,)`` in [eps, T].
@@ -300,32 +337,35 @@ class ScorePipeline:
         self,
         batch_size: int = 1,
         *,
-        sampler: str = "ode",
-        num_steps: int | None = None,
+        num_inference_steps: int | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
+        return_dict: bool = True,
+        sampler: str = "ode",
         denoise: bool = True,
-        progress: bool = True,
+        callback=None,
         **sampler_kwargs,
-    ) -> ScorePipelineOutput:
+    ) -> ScorePipelineOutput | tuple:
         """Draw ``batch_size`` samples.
 
         Args:
             batch_size: number of samples, >= 1.
-            sampler: ``"ode"`` (probability flow, adaptive), ``"em"`` (Euler–Maruyama) or ``"pc"``
-                (predictor–corrector).
-            num_steps: steps of ``em``/``pc`` (default 1000); for ``ode``, ``None`` is adaptive.
+            num_inference_steps: steps of ``em``/``pc`` (default 1000) or of a fixed-step ODE solve (rk4 unless
+                ``method=`` names another fixed-step method); for ``ode``, ``None`` solves adaptively (dopri5).
             generator: seeds the prior draw and the sampler's noise.
             output_type: ``"pil"``, ``"np"`` or ``"pt"`` (see :class:`ScorePipelineOutput`).
+            return_dict: return a :class:`ScorePipelineOutput` (else the tuple ``(images,)``).
+            sampler: ``"ode"`` (probability flow), ``"em"`` (Euler–Maruyama) or ``"pc"`` (predictor–corrector).
             denoise: finish with Tweedie's denoising step.
-            progress: show a progress bar.
-            sampler_kwargs: passed to the sampler (``snr``, ``rtol``, ...).
+            callback: called after every step (see :mod:`scorezoo.sampling`).
+            sampler_kwargs: passed to the sampler (``snr``, ``rtol``, ``method``, ...).
 
         Raises:
-            ValueError: bad batch size, sampler, steps or output type.
+            ValueError: bad batch size, sampler, steps or output type, or sampler options that conflict (an adaptive
+                ``method`` with ``num_inference_steps``).
         """
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}.")
         is_image = len(self.data_shape) == 3
@@ -333,38 +373,57 @@ class ScorePipeline:
             raise ValueError("output_type='pil' needs an image model; this one has data shape "
                              f"{self.data_shape}: use 'np' or 'pt'.")
         fn = get_sampler(sampler)
+        if sampler == "ode":
+            if num_inference_steps is None:
+                times = get_times_uniform(self.sde, 1, self.sampling_eps)
+            else:
+                if sampler_kwargs.get("method", "rk4") in ADAPTIVE_METHODS:
+                    raise ValueError(f"num_inference_steps sets fixed steps, but method={sampler_kwargs['method']!r} "
+                                     "is adaptive: drop one of them.")
+                sampler_kwargs.setdefault("method", "rk4")
+                times = get_times_uniform(self.sde, num_inference_steps, self.sampling_eps)
+        else:
+            times = get_times_uniform(self.sde, 1000 if num_inference_steps is None else num_inference_steps,
+                                      self.sampling_eps)
         x_T = self.sde.prior_sampling((int(batch_size), *self.data_shape), generator=generator,
                                       dtype=self.dtype).to(self.device)
-        out = fn(self.model, self.sde, x_T, num_steps=num_steps, eps=self.sampling_eps, generator=generator,
-                 denoise=denoise, progress=progress, **sampler_kwargs)
+        out = fn(self.model, self.sde, x_T, times, generator=generator, denoise=denoise, callback=callback,
+                 progress=not self._progress_bar_config.get("disable", False), **sampler_kwargs)
         x = out.samples
         if not is_image:
             images = x.cpu().numpy() if output_type == "np" else x
-            return ScorePipelineOutput(images=images, samples=x, nfe=out.nfe)
-        k = self.num_levels or 256
-        levels = data_to_levels(x, num_levels=k, data_range=self.data_range)
-        if output_type == "pt":
-            images = levels.float() / (k - 1)
         else:
-            u8 = levels_to_uint8(levels, k)
-            if output_type == "np":
-                images = u8.astype(np.float32) / 255.0
+            k = self.num_levels or 256
+            levels = data_to_levels(x, num_levels=k, data_range=self.data_range)
+            if output_type == "pt":
+                images = levels.float() / (k - 1)
             else:
-                images = [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in u8]
+                u8 = levels_to_uint8(levels, k)
+                if output_type == "np":
+                    images = u8.astype(np.float32) / 255.0
+                else:
+                    images = [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in u8]
+        if not return_dict:
+            return (images,)
         return ScorePipelineOutput(images=images, samples=x, nfe=out.nfe)
 
     # -- likelihoods -----------------------------------------------------------------------------------
     def log_likelihood(self, x: torch.Tensor, **kwargs) -> LikelihoodResult:
-        """Exact ``log p_eps(x)`` in nats of points ``x: (B, *S)`` in the data space, by the probability-flow
-        ODE; keyword arguments as :func:`scorezoo.likelihood.log_likelihood` (``eps`` defaults to the
-        model's). ``schedule="calibrated"`` takes the fixed steps of :attr:`likelihood_schedule`
-        (44 evaluations on ``vp-mle-digits`` instead of about 460 at the default tolerances).
+        """``log p_eps(x)`` in nats of points ``x: (B, *S)`` in the data space, by the probability-flow ODE; keyword
+        arguments as :func:`scorezoo.likelihood.log_likelihood` (``eps`` defaults to the model's; the default
+        divergence is Hutchinson's one-probe estimate, ``divergence="exact"`` for the exact one).
+        ``schedule="calibrated"`` takes the fixed steps of :attr:`likelihood_schedule` (44 evaluations on
+        ``vp-mle-digits`` instead of about 460 at the default tolerances).
 
         Raises:
-            ValueError: wrong shape, NaN/inf, empty batch, bad options, ``schedule="calibrated"`` on a model
-                without a calibrated schedule.
+            ValueError: wrong shape, NaN/inf, empty batch, points of an integer-data model far outside its data range,
+                bad or conflicting options, ``schedule="calibrated"`` on a model without a calibrated schedule.
         """
         x = self._check_x(x)
+        self._check_in_range(x)
+        return self._log_likelihood(x, **kwargs)
+
+    def _log_likelihood(self, x: torch.Tensor, **kwargs) -> LikelihoodResult:
         kwargs.setdefault("eps", self.eps)
         if isinstance(kwargs.get("schedule"), str):
             if kwargs["schedule"] != "calibrated":
@@ -389,11 +448,8 @@ class ScorePipeline:
                 estimate alone, faster); ``eps`` is the model's.
 
         Raises:
-            ValueError: wrong shape, NaN/inf, empty batch, bad options, an ``eps`` other than the model's.
-
-        Raises (also):
-            ValueError: integer dtype or points outside the model's data range (integer levels instead of
-                dequantized data).
+            ValueError: wrong shape, NaN/inf, empty batch, bad options, an ``eps`` other than the model's, integer
+                dtype or points outside the model's data range (integer levels instead of dequantized data).
 
         Warns:
             UserWarning: as :func:`scorezoo.likelihood.calibrate_schedule`; a schedule that stopped at
@@ -419,14 +475,52 @@ class ScorePipeline:
         if self.num_levels is not None and (x.min() < lo - 0.1 * (hi - lo) or x.max() > hi + 0.1 * (hi - lo)):
             raise ValueError(f"x spans [{x.min().item() + 0.0:.3g}, {x.max().item():.3g}], outside the model's data "
                              f"range [{lo:g}, {hi:g}]: {dequantize}.")
-        sch, error = _calibrate(self.model, self.sde, x, **kwargs)
-        if error > sch.target:
-            warnings.warn(f"the calibration stopped at max_steps with an error of {error:.3g} bits/dim "
-                          f"({sch.criterion}) > target {sch.target:g}; raise max_steps or the target. The pipeline "
-                          "keeps its previous likelihood_schedule; the new one is only returned.", stacklevel=2)
+        with warnings.catch_warnings():
+            # said below, with what the pipeline does about it
+            warnings.filterwarnings("ignore", message="calibrate_schedule stopped at max_steps")
+            sch = calibrate_schedule(self.model, self.sde, x, **kwargs)
+        if not sch.target_met:
+            warnings.warn(f"the calibration stopped at max_steps above its target {sch.target:g} bits/dim "
+                          f"({sch.criterion}); raise max_steps or the target. The pipeline keeps its previous "
+                          "likelihood_schedule; the new one is only returned.", stacklevel=2)
         else:
             self.likelihood_schedule = sch
         return sch
+
+    @property
+    def tiles_larger_images(self) -> bool:
+        """Whether the model scores pictures larger than itself tile by tile by default (models of photo patches:
+        ``"tile_larger_images": true`` in the config)."""
+        return bool(self.extra_config.get("tile_larger_images", False))
+
+    def _inputs(self, images: Any, tile: bool | None, invert: bool) -> list[tuple[torch.Tensor, str, tuple | None]]:
+        """Each image as ``(patches (N, *S) levels, transform, grid or None)``: one resized input, or its tiles."""
+        from .data import is_picture, load_image, tile_levels
+
+        if tile is True and not is_picture(images):
+            raise ValueError("tile=True needs pictures (file paths or PIL images), not arrays of levels.")
+        if tile is False or not is_picture(images) or (tile is None and not self.tiles_larger_images):
+            levels, transforms = to_levels(images, data_shape=self.data_shape, num_levels=self.num_levels,
+                                           invert=invert)
+            return [(levels[i:i + 1], transforms[i], None) for i in range(len(levels))]
+        if len(self.data_shape) != 3:
+            raise ValueError(f"this model's data are not images (shape {self.data_shape}): pass an array.")
+        items = [images] if not isinstance(images, (list, tuple)) else list(images)
+        if not items:
+            raise ValueError("empty batch: give at least one image.")
+        c, h, w = self.data_shape
+        out = []
+        for item in items:
+            full = load_image(item, data_shape=self.data_shape, num_levels=self.num_levels, invert=invert,
+                              resize=False)
+            if tile or (full.levels.shape[1] >= h and full.levels.shape[2] >= w):
+                tiles = tile_levels(full.levels, (h, w))
+                out.append((tiles.patches, f"{full.transform}; tiled at its own resolution: {tiles.border}",
+                            tiles.grid))
+            else:
+                li = load_image(item, data_shape=self.data_shape, num_levels=self.num_levels, invert=invert)
+                out.append((li.levels[None], li.transform, None))
+        return out
 
     def bits_per_dim(
         self,
@@ -436,59 +530,118 @@ class ScorePipeline:
         divergence: str = "hutchinson",
         generator: torch.Generator | None = None,
         estimator: str = "ode",
-        batch_size: int = 64,
+        max_batch_size: int = 64,
+        tile: bool | None = None,
+        invert: bool = False,
         **kwargs,
     ) -> BitsPerDimResult:
         """Bits/dim of integer images under the model, with uniform dequantization.
 
         For each of ``num_repeats`` draws ``u``, the images' levels ``k`` become ``x = lo + (hi-lo)(k+u)/K``
         and ``bpd = (-log p_eps(x) - D log((hi-lo)/K)) / (D ln 2)`` (see
-        :func:`scorezoo.likelihood.bits_per_dim`); the result is the mean over draws and its standard error.
+        :func:`scorezoo.dequantization.bits_per_dim`); the result is the mean over draws and its standard error.
+        Each is an upper bound on the image's bits/dim under the model's discrete distribution (uniform
+        dequantization; Theis et al. 2016) up to the solver's error, estimated without bias with Hutchinson's
+        divergence.
+
+        A tiled picture is cut at its own resolution into model-size patches (no resize; the remainder strips at the
+        right and bottom are cropped, see :func:`scorezoo.data.tile_levels`), every patch is scored, and its bits/dim
+        is the mean over the patches: an upper bound on the bits a lossless coder built on this model would need for
+        those pixels, patch by patch.
 
         Args:
-            images: integer array ``(B, H, W)``, ``(B, H, W, C)`` or ``(B, C, H, W)`` of levels in
-                [0, num_levels), PIL images, or file paths (converted as in :mod:`scorezoo.data`).
-            num_repeats: dequantization draws per image (>= 1).
+            images: integer levels ``(B, H, W)``, ``(B, H, W, C)`` or ``(B, C, H, W)`` in [0, num_levels), images
+                in [0, 1] as :meth:`__call__` returns them with ``output_type="pt"`` or ``"np"`` (quantised to the
+                nearest level), PIL images, or file paths (converted as in :mod:`scorezoo.data`).
+            num_repeats: dequantization draws per image (or patch), >= 1.
             divergence: ``"hutchinson"`` or ``"exact"`` (ODE only).
             generator: seeds dequantization noise and probes: the same seed gives the same answer.
-            estimator: ``"ode"`` (exact likelihood) or ``"bound"`` (the MLE paper's upper bound; ``kwargs``
-                as :func:`scorezoo.likelihood.likelihood_bound`).
-            batch_size: images per solve; a solve holds all ``num_repeats`` draws of its images.
-            kwargs: passed to :func:`scorezoo.likelihood.log_likelihood` (``rtol``, ``atol``, ``num_probes``,
-                ``method``, ``options``...).
+            estimator: ``"ode"`` (the probability-flow likelihood) or ``"bound"`` (the MLE paper's upper bound;
+                ``kwargs`` as :func:`scorezoo.likelihood.likelihood_bound`).
+            max_batch_size: at most this many dequantized inputs (image or patch × draw) per solve; a solve holds all
+                ``num_repeats`` draws of its inputs.
+            tile: pictures only: ``True`` tiles every picture, ``False`` resizes every picture to the model's size,
+                ``None`` (default) tiles those at least as large as the model when the model tiles by default
+                (:attr:`tiles_larger_images`), and resizes the rest.
+            invert: pictures only: map each value ``v`` in [0, 1] to ``1 - v`` (see :func:`scorezoo.data.load_image`).
+            kwargs: passed to :func:`scorezoo.likelihood.log_likelihood` (``schedule="calibrated"``, ``rtol``,
+                ``atol``, ``num_probes``, ``method``, ``options``, ``times``, ``per_dimension``...).
 
         Returns:
             :class:`BitsPerDimResult`.
 
         Raises:
-            ValueError: a continuous-data model, bad images (shape, values, unreadable files), bad options.
+            ValueError: a continuous-data model, bad images (shape, values, unreadable files, a picture smaller than
+                one patch with ``tile=True``), bad options.
         """
+        from tqdm.auto import tqdm
+
         if self.num_levels is None:
             raise ValueError("this model is for continuous data (num_levels is None): bits/dim of integer data "
                              "does not apply; use log_likelihood().")
-        if int(num_repeats) < 1:
-            raise ValueError(f"num_repeats must be >= 1, got {num_repeats}.")
+        if isinstance(num_repeats, bool) or int(num_repeats) != num_repeats or num_repeats < 1:
+            raise ValueError(f"num_repeats must be an integer >= 1, got {num_repeats!r}.")
         if estimator not in ("ode", "bound"):
             raise ValueError(f"estimator must be 'ode' or 'bound', got {estimator!r}.")
-        levels, transforms = to_levels(images, data_shape=self.data_shape, num_levels=self.num_levels)
-        b, r = levels.shape[0], int(num_repeats)
-        # all draws first, so that one solve holds every draw of its images (the solver steps per sample)
+        if isinstance(max_batch_size, bool) or int(max_batch_size) != max_batch_size or max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}.")
+        inputs = self._inputs(images, tile, invert)
+        owner = torch.cat([torch.full((len(p),), i, dtype=torch.long) for i, (p, _, _) in enumerate(inputs)])
+        levels = torch.cat([p for p, _, _ in inputs])
+        n, b, r = len(levels), len(inputs), int(num_repeats)
+        # all draws first, so that one solve holds every draw of its inputs
         x = torch.stack([uniform_dequantize(levels, num_levels=self.num_levels, data_range=self.data_range,
                                             generator=generator, dtype=self.dtype) for _ in range(r)], 1)
-        bpd = torch.empty(b, r, dtype=torch.float64)
-        nfe = torch.zeros(b, dtype=torch.long)
-        for sl in torch.arange(b).split(int(batch_size)):
+        bpd = torch.empty(n, r, dtype=torch.float64)
+        nfe = torch.zeros(n, dtype=torch.long)
+        per_dim, paths, times = [], [], None
+        nats_per_bit = self.dim * math.log(2)
+        off = bits_per_dim(torch.zeros(1, dtype=torch.float64), self.dim, num_levels=self.num_levels,
+                           data_range=self.data_range).item()  # the dequantization offset, bits per dimension
+        chunks = torch.arange(n).split(max(1, int(max_batch_size) // r))
+        bar = tqdm(chunks, desc="bits/dim", unit="solve", delay=1.0, leave=False,
+                   **{"disable": len(chunks) < 2, **self._progress_bar_config})
+        for sl in bar:
             xb = x[sl].flatten(0, 1).to(self.device)
             if estimator == "ode":
-                res = self.log_likelihood(xb, divergence=divergence, generator=generator, **kwargs)
-                logp = res.logp
-                nfe[sl] += res.nfe
+                res = self._log_likelihood(xb, divergence=divergence, generator=generator, **kwargs)
+                logp, nfe[sl] = res.logp, res.nfe
+                if res.logp_per_dim is not None:
+                    pd = -res.logp_per_dim.double().cpu() / math.log(2) + off
+                    per_dim.append(pd.view(len(sl), r, *self.data_shape).mean(1))
+                if res.delta_logp_path is not None:
+                    times = res.times.cpu()
+                    paths.append((-res.delta_logp_path.double().cpu() / nats_per_bit).view(-1, len(sl), r))
             else:
                 kwargs.setdefault("eps", self.eps)
                 logp = -likelihood_bound(self.model, self.sde, xb, generator=generator, **kwargs).nll
             bpd[sl] = bits_per_dim(logp.double().cpu(), self.dim, num_levels=self.num_levels,
                                    data_range=self.data_range).view(len(sl), r)
-        bpd = bpd.T
-        mean = bpd.mean(0)
-        stderr = bpd.std(0) / math.sqrt(num_repeats) if num_repeats > 1 else torch.full((b,), float("nan"))
-        return BitsPerDimResult(bpd=mean, stderr=stderr.double(), nfe=nfe, bpd_repeats=bpd, transforms=transforms)
+        # per image: the mean over its patches
+        count = torch.bincount(owner, minlength=b).double()
+
+        def per_image(v: torch.Tensor) -> torch.Tensor:  # (n, ...) -> (b, ...)
+            return torch.zeros(b, *v.shape[1:], dtype=torch.float64).index_add_(0, owner, v.double()) / \
+                count.view(-1, *([1] * (v.dim() - 1)))
+
+        repeats = per_image(bpd).T
+        mean = repeats.mean(0)
+        patch_mean = bpd.mean(1)
+        spread = per_image((patch_mean - mean[owner]) ** 2) * count / (count - 1).clamp_min(1)
+        stderr = torch.where(count > 1, (spread / count).sqrt(),
+                             repeats.std(0) / math.sqrt(r) if r > 1 else torch.full((b,), float("nan")))
+        maps = None
+        if per_dim:
+            from .data import untile
+
+            per_dim = torch.cat(per_dim)
+            maps = [untile(per_dim[owner == i], grid) if grid else per_dim[owner == i][0]
+                    for i, (_, _, grid) in enumerate(inputs)]
+        path = per_image(torch.cat(paths, 1).permute(1, 2, 0)).permute(2, 1, 0) if paths else None
+        pixels = math.prod(self.data_shape[1:]) if len(self.data_shape) == 3 else 1
+        return BitsPerDimResult(
+            bpd=mean, stderr=stderr.double(),
+            nfe=torch.zeros(b, dtype=torch.long).scatter_reduce(0, owner, nfe, "amax"),
+            bpd_repeats=repeats, transforms=[t for _, t, _ in inputs], num_patches=count.long(),
+            pixels_scored=count.long() * pixels,
+            times=times, bpd_path=path, bits_maps=maps)

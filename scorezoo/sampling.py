@@ -2,17 +2,23 @@
 
 Every sampler has one signature, so they are interchangeable (as in k-diffusion)::
 
-    sampler(score_fn, sde, x_T, *, num_steps=..., eps=1e-3, generator=None, denoise=True, progress=True)
+    sampler(score_fn, sde, x_T, times, *, generator=None, callback=None, denoise=True, progress=True, **options)
         -> SamplerOutput(samples, nfe)
 
-* :func:`sample_ode`: the probability-flow ODE ``dx/dt = f x - g^2 s / 2`` (Song et al. ICLR 2021, eq. 13),
-  solved adaptively with torchdiffeq from T to eps;
-* :func:`sample_em`: Euler–Maruyama on the reverse SDE ``dx = [f x - g^2 s] dt + g dw-bar`` (eq. 6);
-* :func:`sample_pc`: predictor–corrector (Alg. 1 of the same paper): reverse-diffusion predictor and a
-  Langevin corrector whose step follows the signal-to-noise ratio ``snr`` (App. G, Alg. 4–5).
+``times`` is the time grid ``(N + 1,)``, decreasing from ``T`` to the end time ``eps`` (Song et al. use 1e-3 for
+sampling); :func:`get_times_uniform` and :func:`get_times_log_rho` make one.
 
-``denoise=True`` ends with Tweedie's formula ``(x + sigma_eps^2 s(x, eps)) / alpha_eps``, the posterior
-mean of x_0 given x_eps (Efron 2011; Song et al. ICLR 2021, App. G).
+* :func:`sample_ode`: the probability-flow ODE ``dx/dt = f x - g^2 s / 2`` (Song et al. ICLR 2021, eq. 13;
+  :class:`scorezoo.likelihood.flow.ProbabilityFlow`), solved with torchdiffeq: an adaptive method from the grid's
+  first to its last time, a fixed-step method along the grid;
+* :func:`sample_em`: Euler–Maruyama on the reverse SDE ``dx = [f x - g^2 s] dt + g dw-bar`` (eq. 6), one step per
+  interval of the grid;
+* :func:`sample_pc`: predictor–corrector (Alg. 1 of the same paper): reverse-diffusion predictor and a Langevin
+  corrector whose step follows the signal-to-noise ratio ``snr`` (App. G, Alg. 4–5).
+
+``callback`` is called as ``callback({"i": i, "t": t, "x": x})`` after every step (for the ODE, at every evaluation
+of its drift, ``i`` counting them). ``denoise=True`` ends with Tweedie's formula ``(x + sigma_eps^2 s(x, eps)) /
+alpha_eps``, the posterior mean of x_0 given x_eps (Efron 2011; Song et al. ICLR 2021, App. G).
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
-from .sde import SDE, _bcast
+from .likelihood.flow import ProbabilityFlow
+from .likelihood.ode import ADAPTIVE_METHODS, DEFAULT_TOL, FIXED_STEP_METHODS
+from .sde import SDE
+from .utils import ScoreFn, bcast, randn
 
-__all__ = ["SamplerOutput", "sample_ode", "sample_em", "sample_pc", "SAMPLERS", "get_sampler"]
+__all__ = ["SamplerOutput", "sample_ode", "sample_em", "sample_pc", "SAMPLERS", "get_sampler", "get_times_uniform",
+           "get_times_log_rho"]
 
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Callback = Callable[[dict], None]
 
 
 @dataclass
@@ -39,23 +48,57 @@ class SamplerOutput:
     nfe: int
 
 
-def _check(x_T: torch.Tensor, sde: SDE, eps: float, num_steps: int | None) -> None:
-    sde._check_eps(eps)
-    if x_T.dim() < 2 or x_T.shape[0] == 0:
-        raise ValueError(f"x_T must be a non-empty batch (B, ...), got shape {tuple(x_T.shape)}.")
-    if num_steps is not None and int(num_steps) < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
+def get_times_uniform(sde: SDE, num_steps: int, eps: float = 1e-3) -> torch.Tensor:
+    """``(num_steps + 1,)`` float64 times evenly spaced from ``T`` down to ``eps``.
+
+    Raises:
+        ValueError: ``num_steps < 1`` or ``eps`` outside (0, T).
+    """
+    eps = sde.check_eps(eps)
+    _check_steps(num_steps)
+    return torch.linspace(sde.T, eps, int(num_steps) + 1, dtype=torch.float64)
 
 
-def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+def get_times_log_rho(sde: SDE, num_steps: int, eps: float = 1e-3) -> torch.Tensor:
+    """``(num_steps + 1,)`` float64 times from ``T`` down to ``eps``, evenly spaced in ``log rho_t =
+    log(sigma_t / alpha_t)`` (minus the half log-SNR): few-step ODE solves of VP models step evenly in it
+    (Lu et al. 2022, DPM-Solver, Sec. 3.3).
+
+    Raises:
+        ValueError: ``num_steps < 1`` or ``eps`` outside (0, T).
+    """
+    eps = sde.check_eps(eps)
+    _check_steps(num_steps)
+    ends = torch.log(sde.rho(torch.tensor([sde.T, eps], dtype=torch.float64)))
+    times = sde.rho_inverse(torch.exp(torch.linspace(ends[0].item(), ends[1].item(), int(num_steps) + 1,
+                                                     dtype=torch.float64)))
+    times[0], times[-1] = sde.T, eps
+    return times
+
+
+def _check_steps(num_steps) -> None:
+    if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}.")
+
+
+def _check(x_T: torch.Tensor, sde: SDE, times) -> torch.Tensor:
+    """The checked grid ``(N + 1,)`` float64, decreasing from T to an end time in (0, T)."""
+    if not torch.is_tensor(x_T) or x_T.dim() < 2 or x_T.shape[0] == 0:
+        raise ValueError(f"x_T must be a non-empty batch (B, ...), got shape {tuple(getattr(x_T, 'shape', ()))}.")
+    times = torch.as_tensor(times, dtype=torch.float64).flatten().cpu()
+    if len(times) < 2 or not torch.isfinite(times).all() or (times.diff() >= 0).any():
+        raise ValueError("times must be at least two finite times decreasing from T to the end time eps "
+                         "(e.g. get_times_uniform(sde, num_steps, eps)).")
+    if abs(times[0].item() - sde.T) > 1e-9:
+        raise ValueError(f"times must start at T = {sde.T:g} (the prior), got {times[0].item():g}.")
+    sde.check_eps(times[-1].item())
+    return times
 
 
 def _denoise(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, eps: float) -> torch.Tensor:
     t = torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype)
     alpha, sigma = sde.alpha_sigma(t)
-    return (x + _bcast(sigma**2, x) * score_fn(x, t)) / _bcast(alpha, x)
+    return (x + bcast(sigma**2, x) * score_fn(x, t)) / bcast(alpha, x)
 
 
 @torch.no_grad()
@@ -63,37 +106,52 @@ def sample_ode(
     score_fn: ScoreFn,
     sde: SDE,
     x_T: torch.Tensor,
+    times: torch.Tensor,
     *,
-    num_steps: int | None = None,
-    eps: float = 1e-3,
     generator: torch.Generator | None = None,
+    callback: Callback | None = None,
     denoise: bool = True,
     progress: bool = True,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
     method: str = "dopri5",
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> SamplerOutput:
-    """Probability-flow ODE sampler (adaptive; ``num_steps`` sets a fixed-step RK4 solve instead).
+    """Probability-flow ODE sampler (Song et al. ICLR 2021, eq. 13).
 
     Args:
         score_fn: ``(B, *S), (B,) -> (B, *S)``.
         sde: the forward SDE.
         x_T: ``(B, *S)`` prior samples (e.g. :meth:`SDE.prior_sampling`).
-        num_steps: ``None`` for the adaptive ``method``; an integer for RK4 with that many steps.
-        eps: end time in (0, T) (Song et al. use 1e-3 for sampling).
+        times: ``(N + 1,)`` from T down to the end time; an adaptive ``method`` solves from its first to its last
+            time (``get_times_uniform(sde, 1, eps)`` is enough), a fixed-step one steps along it.
         generator: unused (the ODE is deterministic); accepted for the common signature.
+        callback: called at every evaluation of the drift with ``{"i", "t", "x"}``.
         denoise: finish with Tweedie's denoising step.
         progress: show a progress bar over ODE time.
-        rtol, atol, method: torchdiffeq options for the adaptive solve.
+        method: a torchdiffeq method: adaptive (``"dopri5"``, ...) or fixed-step (``"rk4"``, ``"euler"``, ...).
+        rtol, atol: tolerances of an adaptive method (default 1e-5); refused for a fixed-step one.
 
     Returns:
         :class:`SamplerOutput`.
 
     Raises:
-        ValueError: bad ``x_T``, ``eps`` or ``num_steps``.
+        ValueError: bad ``x_T`` or ``times``, an unknown method, or tolerances for a fixed-step method.
     """
-    _check(x_T, sde, eps, num_steps)
+    from torchdiffeq import odeint
+
+    times = _check(x_T, sde, times)
+    eps = times[-1].item()
+    if method in FIXED_STEP_METHODS:
+        if rtol is not None or atol is not None:
+            raise ValueError(f"{method!r} steps along `times`, so rtol and atol do nothing: drop them, or choose an "
+                             "adaptive method such as 'dopri5'.")
+        tol = {}
+    elif method in ADAPTIVE_METHODS:
+        tol = {"rtol": DEFAULT_TOL if rtol is None else rtol, "atol": DEFAULT_TOL if atol is None else atol}
+    else:
+        raise ValueError(f"unknown method {method!r}; adaptive: {ADAPTIVE_METHODS}, fixed-step: {FIXED_STEP_METHODS}.")
     b = x_T.shape[0]
+    flow = ProbabilityFlow(score_fn, sde)
     nfe = 0
     bar = tqdm(total=100, disable=not progress, desc="ODE sampling", unit="%", leave=False)
 
@@ -107,13 +165,11 @@ def sample_ode(
         if done > bar.n:
             bar.n = done
             bar.refresh()
-        return _bcast(sde.drift_coef(tb), x) * x - 0.5 * _bcast(sde.diffusion(tb) ** 2, x) * score_fn(x, tb)
+        if callback is not None:
+            callback({"i": nfe - 1, "t": tb[0].item(), "x": x})
+        return flow.drift(x, tb)
 
-    t_span = torch.tensor([sde.T, eps], dtype=x_T.dtype, device=x_T.device)
-    if num_steps is None:
-        x = odeint(func, x_T, t_span, rtol=rtol, atol=atol, method=method)[-1]
-    else:
-        x = odeint(func, x_T, t_span, method="rk4", options={"step_size": (sde.T - eps) / int(num_steps)})[-1]
+    x = odeint(func, x_T, times.to(x_T.dtype).to(x_T.device), method=method, **tol)[-1]
     bar.close()
     if denoise:
         x = _denoise(score_fn, sde, x, eps)
@@ -121,39 +177,36 @@ def sample_ode(
     return SamplerOutput(x, nfe)
 
 
-def _time_grid(sde: SDE, eps: float, num_steps: int, x: torch.Tensor) -> torch.Tensor:
-    return torch.linspace(sde.T, eps, int(num_steps) + 1, device=x.device, dtype=x.dtype)
-
-
 @torch.no_grad()
 def sample_em(
     score_fn: ScoreFn,
     sde: SDE,
     x_T: torch.Tensor,
+    times: torch.Tensor,
     *,
-    num_steps: int | None = 1000,
-    eps: float = 1e-3,
     generator: torch.Generator | None = None,
+    callback: Callback | None = None,
     denoise: bool = True,
     progress: bool = True,
 ) -> SamplerOutput:
-    """Euler–Maruyama on the reverse-time SDE (Song et al. ICLR 2021, eq. 6), ``num_steps`` uniform steps.
+    """Euler–Maruyama on the reverse-time SDE (Song et al. ICLR 2021, eq. 6), one step per interval of ``times``.
 
-    Each step from ``t`` to ``t - h``: ``x <- x - [f x - g^2 s] h + g sqrt(h) z``.
-    Arguments and errors as :func:`sample_ode`.
+    Each step from ``t`` to ``t - h``: ``x <- x - [f x - g^2 s] h + g sqrt(h) z``. Arguments and errors as
+    :func:`sample_ode`; ``generator`` draws the noise.
     """
-    num_steps = 1000 if num_steps is None else num_steps
-    _check(x_T, sde, eps, num_steps)
-    ts = _time_grid(sde, eps, num_steps, x_T)
+    times = _check(x_T, sde, times).to(x_T.dtype).to(x_T.device)
     x, b = x_T, x_T.shape[0]
-    for i in tqdm(range(int(num_steps)), disable=not progress, desc="Euler-Maruyama", leave=False):
-        t, h = ts[i].expand(b), ts[i] - ts[i + 1]
-        g = _bcast(sde.diffusion(t), x)
-        mean = x - (_bcast(sde.drift_coef(t), x) * x - g**2 * score_fn(x, t)) * h
-        x = mean + g * h.sqrt() * _randn_like(x, generator)
-    nfe = int(num_steps)
+    for i in tqdm(range(len(times) - 1), disable=not progress, desc="Euler-Maruyama", leave=False):
+        t, h = times[i].expand(b), times[i] - times[i + 1]
+        drift, g = sde.sde(x, t)
+        g = bcast(g, x)
+        x = x - (drift - g**2 * score_fn(x, t)) * h + g * h.sqrt() * randn(x.shape, generator=generator,
+                                                                            device=x.device, dtype=x.dtype)
+        if callback is not None:
+            callback({"i": i, "t": times[i + 1].item(), "x": x})
+    nfe = len(times) - 1
     if denoise:
-        x, nfe = _denoise(score_fn, sde, x, eps), nfe + 1
+        x, nfe = _denoise(score_fn, sde, x, times[-1].item()), nfe + 1
     return SamplerOutput(x, nfe)
 
 
@@ -162,10 +215,10 @@ def sample_pc(
     score_fn: ScoreFn,
     sde: SDE,
     x_T: torch.Tensor,
+    times: torch.Tensor,
     *,
-    num_steps: int | None = 1000,
-    eps: float = 1e-3,
     generator: torch.Generator | None = None,
+    callback: Callback | None = None,
     denoise: bool = True,
     progress: bool = True,
     snr: float = 0.16,
@@ -173,36 +226,44 @@ def sample_pc(
 ) -> SamplerOutput:
     """Predictor–corrector sampler (Song et al. ICLR 2021, Alg. 1, App. G).
 
-    Per step: ``num_corrector_steps`` Langevin corrections at time ``t`` with step
-    ``2 a (snr ||z|| / ||s||)^2`` (norms averaged over the batch) (Alg. 4–5; ``a = 1 - beta(t) h`` for VP-type SDEs, 1 for VE), then one
-    reverse-diffusion predictor step to ``t - h``. ``snr`` is the signal-to-noise ratio of the corrector
-    (0.16 is the paper's CIFAR-10 VE value; 0.01–0.1 suits VP). Other arguments and errors as
+    Per interval of ``times``: ``num_corrector_steps`` Langevin corrections at time ``t`` with step
+    ``2 a (snr ||z|| / ||s||)^2`` (norms averaged over the batch) (Alg. 4–5; ``a = 1 - beta(t) h`` for VP-type SDEs,
+    1 for VE), then one reverse-diffusion predictor step to ``t - h``. ``snr`` is the signal-to-noise ratio of the
+    corrector (0.16 is the paper's CIFAR-10 VE value; 0.01–0.1 suits VP). Other arguments and errors as
     :func:`sample_ode`.
+
+    Raises:
+        ValueError: also for ``snr < 0`` or ``num_corrector_steps < 0``.
     """
-    num_steps = 1000 if num_steps is None else num_steps
-    _check(x_T, sde, eps, num_steps)
+    times = _check(x_T, sde, times).to(x_T.dtype).to(x_T.device)
     if snr < 0 or num_corrector_steps < 0:
         raise ValueError("snr and num_corrector_steps must be >= 0.")
-    ts = _time_grid(sde, eps, num_steps, x_T)
     x, b, nfe = x_T, x_T.shape[0], 0
-    for i in tqdm(range(int(num_steps)), disable=not progress, desc="Predictor-corrector", leave=False):
-        t, h = ts[i].expand(b), ts[i] - ts[i + 1]
+
+    def noise():
+        return randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+    for i in tqdm(range(len(times) - 1), disable=not progress, desc="Predictor-corrector", leave=False):
+        t, h = times[i].expand(b), times[i] - times[i + 1]
         # Langevin corrector; "a" is the discrete alpha of DDPM for beta-schedule SDEs
         a = 1 + 2 * sde.drift_coef(t) * h
         for _ in range(num_corrector_steps):
             s = score_fn(x, t)
             nfe += 1
-            z = _randn_like(x, generator)
+            z = noise()
             # norms averaged over the batch, as in the paper's code: a per-sample ratio explodes where ||s|| ~ 0
             ratio = z.flatten(1).norm(dim=1).mean() / s.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
-            step = _bcast(2 * a * (snr * ratio) ** 2, x)
+            step = bcast(2 * a * (snr * ratio) ** 2, x)
             x = x + step * s + torch.sqrt(2 * step) * z
         # reverse-diffusion predictor
-        g = _bcast(sde.diffusion(t), x)
-        x = x - (_bcast(sde.drift_coef(t), x) * x - g**2 * score_fn(x, t)) * h + g * h.sqrt() * _randn_like(x, generator)
+        drift, g = sde.sde(x, t)
+        g = bcast(g, x)
+        x = x - (drift - g**2 * score_fn(x, t)) * h + g * h.sqrt() * noise()
         nfe += 1
+        if callback is not None:
+            callback({"i": i, "t": times[i + 1].item(), "x": x})
     if denoise:
-        x, nfe = _denoise(score_fn, sde, x, eps), nfe + 1
+        x, nfe = _denoise(score_fn, sde, x, times[-1].item()), nfe + 1
     return SamplerOutput(x, nfe)
 
 

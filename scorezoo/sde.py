@@ -22,6 +22,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from .utils import bcast, rand, randn
+
 __all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "get_sde", "SDE_TYPES"]
 
 
@@ -32,13 +34,6 @@ def _as_time(t: torch.Tensor | float, x: torch.Tensor | None = None) -> torch.Te
     if x is not None:
         t = t.to(device=x.device, dtype=x.dtype if x.is_floating_point() else t.dtype)
     return t
-
-
-def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape a per-sample ``(B,)`` (or scalar) tensor so it broadcasts against ``x: (B, *S)``."""
-    if v.dim() == 0:
-        return v
-    return v.reshape(v.shape[0], *([1] * (x.dim() - 1)))
 
 
 def _log_expm1(b: torch.Tensor) -> torch.Tensor:
@@ -75,9 +70,10 @@ class SDE(ABC):
     def prior_std(self) -> float:
         """Standard deviation of the prior ``pi = N(0, prior_std^2 I)``."""
 
+    @property
     @abstractmethod
     def config(self) -> dict:
-        """A JSON-serialisable dict that :func:`get_sde` turns back into this SDE."""
+        """A JSON-serialisable dict that :func:`get_sde` turns back into this SDE (``{"type": "vp", ...}``)."""
 
     # -- the interface of the field ----------------------------------------------------------------
     def sde(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +87,7 @@ class SDE(ABC):
             ``(drift, diffusion)``: drift ``(B, *S)`` = f(t) x and diffusion ``(B,)`` = g(t).
         """
         t = _as_time(t, x)
-        return _bcast(self.drift_coef(t), x) * x, self.diffusion(t)
+        return bcast(self.drift_coef(t), x) * x, self.diffusion(t)
 
     def marginal_prob(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of the transition kernel ``p_0t(x_t | x_0 = x)``.
@@ -105,7 +101,7 @@ class SDE(ABC):
         """
         t = _as_time(t, x)
         alpha, sigma = self.alpha_sigma(t)
-        return _bcast(alpha, x) * x, sigma
+        return bcast(alpha, x) * x, sigma
 
     def prior_sampling(
         self,
@@ -117,8 +113,7 @@ class SDE(ABC):
         """Draw ``x_T ~ pi = N(0, prior_std^2 I)`` of shape ``shape`` = ``(B, *S)``."""
         if generator is not None and device is None:
             device = generator.device
-        z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
-        return z * self.prior_std()
+        return randn(shape, generator=generator, device=device, dtype=dtype) * self.prior_std()
 
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
         """Log-density of the prior ``pi = N(0, prior_std^2 I)``.
@@ -148,10 +143,6 @@ class SDE(ABC):
         """The likelihood weighting lambda(t) = g(t)^2 (MLE Thm. 1), shape ``(B,)``."""
         return self.diffusion(t) ** 2
 
-    def drift_divergence(self, t: torch.Tensor, dim: int) -> torch.Tensor:
-        """Divergence of the forward drift ``f(t) x`` in ``dim`` dimensions: ``dim * f(t)``."""
-        return dim * self.drift_coef(t)
-
     # -- importance-sampled time (MLE Sec. 5.1) ------------------------------------------------------
     def _is_cdf(self, t: torch.Tensor) -> torch.Tensor:
         """An antiderivative of g(t)^2 / sigma_t^2; subclasses override with a closed form."""
@@ -162,7 +153,7 @@ class SDE(ABC):
 
     def importance_normalizer(self, eps: float) -> float:
         """``Z = int_eps^T g(t)^2 / sigma_t^2 dt``, the normaliser of the proposal q(t)."""
-        self._check_eps(eps)
+        self.check_eps(eps)
         t = torch.tensor([eps, self.T], dtype=torch.float64)
         c = self._is_cdf(t)
         return float(c[1] - c[0])
@@ -200,10 +191,9 @@ class SDE(ABC):
         Raises:
             ValueError: if ``eps`` is not in (0, T).
         """
-        self._check_eps(eps)
+        self.check_eps(eps)
         if u is None:
-            u = torch.rand(batch_size, generator=generator, dtype=torch.float64,
-                           device=generator.device if generator is not None else "cpu")
+            u = rand(batch_size, generator=generator, dtype=torch.float64)
         u = u.to(torch.float64).cpu()
         lo = self._is_cdf(torch.tensor(eps, dtype=torch.float64))
         hi = self._is_cdf(torch.tensor(self.T, dtype=torch.float64))
@@ -211,12 +201,22 @@ class SDE(ABC):
         weight = 1.0 / self.importance_density(t, eps)
         return t.float().to(device), weight.float().to(device)
 
-    def _check_eps(self, eps: float) -> None:
-        if not (0.0 < eps < self.T):
-            raise ValueError(f"eps (time truncation) must be in (0, {self.T}), got {eps!r}.")
+    def check_eps(self, eps: float) -> float:
+        """Check a time truncation and return it as a float.
+
+        Raises:
+            ValueError: ``eps`` is not a number in (0, T).
+        """
+        try:
+            ok = 0.0 < float(eps) < self.T and not isinstance(eps, bool)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"eps (time truncation) must be a number in (0, {self.T}), got {eps!r}.")
+        return float(eps)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.config().items() if k != "type")
+        args = ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "type")
         return f"{type(self).__name__}({args})"
 
 
@@ -248,6 +248,7 @@ class _BetaSchedule(SDE):
     def prior_std(self) -> float:
         return 1.0
 
+    @property
     def config(self) -> dict:
         return {"type": self.name, "beta_min": self.beta_min, "beta_max": self.beta_max}
 
@@ -351,6 +352,7 @@ class VESDE(SDE):
     def _is_cdf_inverse(self, y):
         return y / (2 * self._log_ratio)
 
+    @property
     def config(self) -> dict:
         return {"type": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
 

@@ -12,11 +12,13 @@ Resolution order of :func:`resolve_pretrained` (the one place that turns a name 
 Only safetensors are ever read (:func:`scorezoo.models.load_network` refuses a folder of pickles) and network
 classes come from a fixed list: there is no ``trust_remote_code``.
 
-The registry (:func:`registry`) is read from the model cards: ``bundled/NAME/README.md`` inside the package
-and, in a checkout, ``cards/NAME.md`` at the repository's top. A card is a Hugging Face model card whose YAML
-front matter has a ``scorezoo:`` mapping (``name``, ``repo_id``, ``sde``, ``weighting``, ``dataset``,
-``resolution``, ``parameters``, ``bpd_ode``, ``bpd_ode_stderr``, ``bpd_bound``, ``bpd_bound_stderr``,
-``eval_split``, ``default``). PyYAML reads it when installed; otherwise a small parser reads that mapping
+The registry (:func:`registry`) is read from the model cards inside the package, the one source of truth:
+``bundled/NAME/README.md`` for the bundled models and ``cards/NAME.md`` for models that are listed but not bundled.
+A card is a Hugging Face model card whose YAML front matter has a ``scorezoo:`` mapping (``name``, ``repo_id``,
+``sde``, ``weighting``, ``dataset``, ``resolution``, ``parameters``, ``bpd_ode``, ``bpd_ode_stderr``, ``bpd_bound``,
+``bpd_bound_stderr``, ``nll_ode``, ``nll_ode_stderr``, ``nll_bound``, ``nll_bound_stderr`` (nats per point, for
+continuous data), ``eval_split``, ``default``, ``default_photo``). PyYAML reads it when installed; otherwise a
+small parser reads that mapping
 (flat ``key: scalar`` lines), so the core install needs no YAML library.
 """
 
@@ -27,22 +29,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import snapshot_download, try_to_load_from_cache
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-__all__ = ["resolve_pretrained", "folder_entry", "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL", "bundled_models",
-           "ModelNotFoundError", "ZooEntry", "registry", "parse_card", "default_model", "hf_cache_status"]
+__all__ = ["resolve_pretrained", "folder_entry", "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL",
+           "bundled_models", "ModelNotFoundError", "ZooEntry", "registry", "parse_card", "default_model",
+           "default_photo_model", "hf_cache_status"]
 
 ZOO_NAMESPACE = "scorezoo"
 #: zoo models shipped inside the package
 BUNDLED_DIR = Path(__file__).parent / "bundled"
-#: model cards of a checkout (not installed: an installed package reads the cards of its bundled models)
-CARDS_DIR = Path(__file__).parent.parent / "cards"
+#: cards of models the zoo lists without bundling them
+CARDS_DIR = Path(__file__).parent / "cards"
 #: the model ``scorezoo bpd`` uses when no card says ``default: true``
 DEFAULT_MODEL = "vp-mle-digits"
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.md"]
-#: the files a cached snapshot needs to load without the Hub
-REQUIRED_FILES = ("pipeline_config.json", "network/config.json", "network/model.safetensors")
+#: the files a cached snapshot needs to load without the Hub: each entry is a file or a tuple of alternatives
+#: (diffusers' weights name, or scorezoo 0.1's)
+REQUIRED_FILES = ("pipeline_config.json", "network/config.json",
+                  ("network/diffusion_pytorch_model.safetensors", "network/model.safetensors"))
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -73,6 +76,9 @@ def resolve_pretrained(name_or_path: str | Path, revision: str | None = None) ->
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or not name.strip():
         raise ModelNotFoundError(f"no model folder at {name!r} (and it is not a Hub repo id like 'owner/name').")
     repo_id = _repo_id(name)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as e:
@@ -81,11 +87,17 @@ def resolve_pretrained(name_or_path: str | Path, revision: str | None = None) ->
     bundled = bundled_models()
     if short in bundled and revision is None:
         return bundled[short]
+    import difflib
+
     known = ", ".join(bundled) or "none"
+    names = list(bundled) + [e.name for e in registry()[0] if e.name not in bundled]
+    close = difflib.get_close_matches(short or name, names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hub_error = hub_error if len(hub_error) <= 80 else hub_error[:77] + "..."
     raise ModelNotFoundError(
-        f"model {name!r} not found: not a local folder, not on the Hub as {repo_id!r} or in the HF cache "
-        f"({hub_error}), and not bundled (bundled: {known}). Pass a folder made by save_pretrained, or "
-        f"download it where there is network with `huggingface-cli download {repo_id}`."
+        f"model {name!r} not found.{hint} Looked in: local folders, the Hub as {repo_id!r} and its cache ({hub_error}),"
+        f" the bundled models (bundled: {known}). Give a folder made by save_pretrained, or download it where there "
+        f"is network: hf download {repo_id}"
     )
 
 
@@ -100,7 +112,9 @@ class ZooEntry:
         parameters: trainable parameters of the network.
         bpd_ode, bpd_ode_stderr: held-out bits/dim by the probability-flow ODE and its standard error.
         bpd_bound, bpd_bound_stderr: held-out bits/dim of the likelihood bound and its standard error.
-        default: the model ``scorezoo bpd`` uses without ``--model``.
+        nll_ode, nll_ode_stderr, nll_bound, nll_bound_stderr: the same in nats per point, for continuous data.
+        default: the model ``scorezoo bpd`` uses without ``--model`` (for small grayscale pictures).
+        default_photo: the model ``scorezoo bpd`` and the demo use for colour photos.
         status: ``"bundled"``, ``"cached"`` (complete in the local HF cache) or ``"remote"`` (Hub only).
         card: the card file read.
     """
@@ -116,8 +130,13 @@ class ZooEntry:
     bpd_ode_stderr: float | None = None
     bpd_bound: float | None = None
     bpd_bound_stderr: float | None = None
+    nll_ode: float | None = None
+    nll_ode_stderr: float | None = None
+    nll_bound: float | None = None
+    nll_bound_stderr: float | None = None
     eval_split: str | None = None
     default: bool = False
+    default_photo: bool = False
     status: str = "remote"
     card: str | None = None
 
@@ -210,14 +229,20 @@ def parse_card(text: str) -> dict[str, Any]:
 def hf_cache_status(repo_id: str, revision: str | None = None) -> bool:
     """Whether the local HF cache holds every file needed to load ``repo_id`` (no network call; honours
     ``HF_HOME``/``HF_HUB_CACHE``)."""
-    return all(isinstance(try_to_load_from_cache(repo_id, f, revision=revision), str) for f in REQUIRED_FILES)
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(f: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo_id, f, revision=revision), str)
+
+    return all(any(cached(f) for f in ((req,) if isinstance(req, str) else req)) for req in REQUIRED_FILES)
 
 
 def _entry(fields: dict[str, Any], fallback_name: str, card: Path | None) -> ZooEntry:
     known = {k: fields[k] for k in ZooEntry.__dataclass_fields__ if k in fields and k not in ("status", "card")}
     name = str(known.pop("name", None) or fallback_name)
     repo_id = str(known.pop("repo_id", None) or _repo_id(name))
-    for key in ("bpd_ode", "bpd_ode_stderr", "bpd_bound", "bpd_bound_stderr"):
+    for key in ("bpd_ode", "bpd_ode_stderr", "bpd_bound", "bpd_bound_stderr", "nll_ode", "nll_ode_stderr", "nll_bound",
+                "nll_bound_stderr"):
         if known.get(key) is not None:
             known[key] = float(known[key])
     if known.get("parameters") is not None:
@@ -226,6 +251,7 @@ def _entry(fields: dict[str, Any], fallback_name: str, card: Path | None) -> Zoo
         if known.get(key) is not None:
             known[key] = str(known[key])
     known["default"] = bool(known.get("default", False))
+    known["default_photo"] = bool(known.get("default_photo", False))
     return ZooEntry(name=name, repo_id=repo_id, card=str(card) if card else None, **known)
 
 
@@ -233,7 +259,7 @@ def registry(cards_dir: str | Path | None = None) -> tuple[list[ZooEntry], list[
     """The zoo: one entry per model card, with where each model is available.
 
     Cards are read from every bundled model's ``README.md``, then from ``cards_dir`` (default
-    :data:`CARDS_DIR`, present in a checkout); a name seen twice keeps its first card. A bundled model
+    :data:`CARDS_DIR`); a name seen twice keeps its first card. A bundled model
     without a card is still listed, with the SDE and resolution of its ``pipeline_config.json``.
 
     Returns:
@@ -299,3 +325,10 @@ def default_model(entries: list[ZooEntry] | None = None) -> str:
     """The short name of the model whose card says ``default: true`` (else :data:`DEFAULT_MODEL`)."""
     entries = registry()[0] if entries is None else entries
     return next((e.name for e in entries if e.default), DEFAULT_MODEL)
+
+
+def default_photo_model(entries: list[ZooEntry] | None = None) -> str | None:
+    """The short name of the model whose card says ``default_photo: true`` and that can be loaded here (bundled or
+    cached), else ``None``."""
+    entries = registry()[0] if entries is None else entries
+    return next((e.name for e in entries if e.default_photo and e.status in ("bundled", "cached")), None)

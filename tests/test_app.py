@@ -21,7 +21,7 @@ from scorezoo.demo import (  # noqa: E402
     DemoSettings, ModelEntry, _registry_rows, bits_per_dimension, build_demo, single_draw, folder_model, score_files,
     zoo_models,
 )
-from scorezoo.likelihood import bits_per_dim  # noqa: E402
+from scorezoo.dequantization import bits_per_dim  # noqa: E402
 from scorezoo.models import GaussianScore  # noqa: E402
 from scorezoo.sde import VPSDE  # noqa: E402
 from tests.fixtures_hub import make_zoo  # noqa: E402

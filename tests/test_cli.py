@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scorezoo import cli
+from scorezoo import ScorePipeline, cli
 from tests.fixtures_images import CORPUS, make_corpus
 from tests.helpers import tiny_mlp_pipeline, tiny_unet_pipeline
 from tests.test_hub import fake_zoo  # noqa: F401 (fixture)
@@ -102,9 +102,12 @@ def test_bpd_table_default_model_and_invert_hint(fake_zoo, tmp_path, capsys):
     code, out, err = run(capsys, "bpd", tmp_path / "ink.png", "-k", "1", *FAST)
     assert code == 0
     assert out.startswith("model      tiny-zoo (bundled copy")
-    assert "transform  EXIF orientation, transparency over black, L, centre-crop + Lanczos resize to 8×8" in out
+    assert ("transform  EXIF orientation, transparency over black, L, centre-crop + resize to 8×8 (exact for integer "
+            "factors)") in out
+    assert "scale      uniform noise over the 17 levels: 4.087 bits/dim; its held-out figure: 1.950 bits/dim" in out
     row = next(line for line in out.splitlines() if line.startswith(str(tmp_path / "ink.png")))
-    assert "L 16×16: centre-crop to 8:8 and Lanczos resize to 8×8, nearest of 17 levels" in row
+    assert ("L 16×16: box-filter downscale ×2 to 8×8 (blocks averaged: pixel values changed), nearest of 17 "
+            "levels") in row
     assert "—" in row  # no standard error from a single draw
     assert "light background" in err and "--invert" in err
     code, out, err = run(capsys, "bpd", tmp_path / "ink.png", "-k", "1", "--invert", *FAST)
@@ -130,17 +133,22 @@ def test_usage_errors_exit_2(argv, capsys):
 
 def test_model_errors_are_one_line(tmp_path, model_dir, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code, _, err = run(capsys, "bpd", "x.png", "--model", tmp_path / "missing")
+    x = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(x)
+    code, _, err = run(capsys, "bpd", x, "--model", tmp_path / "missing")
     assert code == 1 and err.count("\n") == 1 and "no model folder" in err
-    code, _, err = run(capsys, "bpd", "x.png", "--model", "nobody/nothing")
-    assert code == 1 and err.count("\n") == 1 and "huggingface-cli download nobody/nothing" in err
+    code, _, err = run(capsys, "bpd", x, "--model", "nobody/nothing")
+    assert code == 1 and err.count("\n") == 1 and "hf download nobody/nothing" in err
+    # every input unreadable: one line each and a summary, and no model is loaded
+    code, _, err = run(capsys, "bpd", tmp_path / "none.png", "--model", "nobody/nothing")
+    assert code == 1 and "none.png: no such file" in err and "no model was loaded" in err and "nobody" not in err
     bad = tmp_path / "bad"
     tiny_unet_pipeline().save_pretrained(bad)
-    w = bad / "network" / "model.safetensors"
+    w = bad / "network" / "diffusion_pytorch_model.safetensors"
     w.write_bytes(w.read_bytes()[:500])
     code, _, err = run(capsys, "sample", "--model", bad, "-o", tmp_path / "g.png")
     assert code == 1 and err.count("\n") == 1 and "truncated or corrupt" in err
-    code, _, err = run(capsys, "bpd", "x.png", "--model", _save(tiny_mlp_pipeline(), tmp_path / "mlp"))
+    code, _, err = run(capsys, "bpd", x, "--model", _save(tiny_mlp_pipeline(), tmp_path / "mlp"))
     assert code == 1 and "continuous data" in err
 
 
@@ -163,13 +171,15 @@ def test_sample_writes_a_grid(model_dir, tmp_path, capsys):
     assert code == 0 and np.load(tmp_path / "s.npy").shape == (2, 1, 8, 8)
     code, _, _ = run(capsys, "sample", "--model", _save(tiny_mlp_pipeline(), tmp_path / "mlp"), "-n", "50",
                      "--sampler", "em", "--steps", "3", "-o", tmp_path / "points.png")
-    assert code == 0 and Image.open(tmp_path / "points.png").size == (256, 256)
+    points = Image.open(tmp_path / "points.png")
+    # 50 points drawn as dots, not a nearly empty histogram
+    assert code == 0 and points.size == (512, 512) and (np.asarray(points.convert("L")) < 128).sum() > 50 * 4
 
 
 def test_unexpected_errors_one_line_unless_debug(model_dir, tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise TypeError("a bug")
-    monkeypatch.setattr(cli.ScorePipeline, "__call__", broken)
+    monkeypatch.setattr(ScorePipeline, "__call__", broken)
     argv = ["sample", "--model", str(model_dir), "-o", str(tmp_path / "g.png")]
     code, _, err = run(capsys, *argv)
     assert code == 1 and err.startswith("scorezoo: internal error: TypeError: a bug") and err.count("\n") == 1

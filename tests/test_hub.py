@@ -64,7 +64,7 @@ def test_registry_status_from_bundle_cache_and_cards(fake_zoo):
     assert default_model(entries) == "tiny-zoo"
     assert entries[2].card == str(fake_zoo["bundled"] / "tiny-zoo" / "README.md")
     # a cache that lacks the weights does not count as cached
-    (Path(resolve_pretrained("scorezoo/cached-one")) / "network" / "model.safetensors").unlink()
+    (Path(resolve_pretrained("scorezoo/cached-one")) / "network" / "diffusion_pytorch_model.safetensors").unlink()
     assert {e.name: e.status for e in registry()[0]}["cached-one"] == "remote"
 
 
@@ -89,8 +89,10 @@ def test_cache_and_bundled_copy_load_while_every_network_call_fails(fake_zoo, no
     with pytest.raises(ModelNotFoundError) as e:
         resolve_pretrained("remote-one")
     msg = str(e.value)
-    assert "\n" not in msg and "scorezoo/remote-one" in msg and "huggingface-cli download" in msg
-    assert "bundled: tiny-zoo" in msg
+    assert "\n" not in msg and "scorezoo/remote-one" in msg and "hf download scorezoo/remote-one" in msg
+    assert "bundled: tiny-zoo" in msg and len(msg) < 400
+    with pytest.raises(ModelNotFoundError, match="Did you mean 'tiny-zoo'"):
+        resolve_pretrained("tiny-zo")
     with pytest.raises(ModelNotFoundError):  # a bundled copy stands for the default revision only
         resolve_pretrained("tiny-zoo", revision="v2")
 
@@ -119,7 +121,7 @@ def test_download_through_loopback_hub_then_offline(tmp_path):
     from PIL import Image
     Image.fromarray(np.rint(DIGITS[0] * 255 / 16).astype(np.uint8)).save(tmp_path / "d.png")
     cli = ["-m", "scorezoo.cli", "bpd", "d.png", "--model", "someone/tiny", "--revision", "v1", "--json",
-           "--num-repeats", "1", "--method", "euler", "--step-size", "0.25", "--quiet"]
+           "--num-repeats", "1", "--method", "euler", "--step-size", "0.25", "--divergence", "hutchinson", "--quiet"]
     env = {"HF_HUB_CACHE": str(tmp_path / "cache")}
     with FakeHub(repos) as hub:
         first = _run(cli, {**env, "HF_ENDPOINT": hub.url}, tmp_path)
@@ -130,14 +132,14 @@ def test_download_through_loopback_hub_then_offline(tmp_path):
     assert first.returncode == 0, first.stderr
     paths = [p for _, p in hub.requests]
     assert "/api/models/someone/tiny/revision/v1" in paths
-    assert ("GET", f"/someone/tiny/resolve/{commit}/network/model.safetensors") in hub.requests
+    assert ("GET", f"/someone/tiny/resolve/{commit}/network/diffusion_pytorch_model.safetensors") in hub.requests
     assert not any(p.endswith(".bin") for p in paths)
     got = json.loads(first.stdout)["results"][0]["bpd"]
     expected = pipe.bits_per_dim(DIGITS, generator=torch.Generator().manual_seed(0), method="euler",
                                  options={"step_size": 0.25}).bpd[0].item()
     assert got == pytest.approx(expected, rel=1e-6, abs=1e-6)
     # refused and missing models: exit 1, one line, no traceback
-    for r, match in ((bad, "model.safetensors"), (missing, "not found")):
+    for r, match in ((bad, "diffusion_pytorch_model.safetensors"), (missing, "not found")):
         assert r.returncode == 1 and match in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     # the Hub is gone: the cache answers for the revision it recorded

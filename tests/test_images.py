@@ -38,14 +38,31 @@ def test_every_corpus_file_scores_or_is_refused_by_name(corpus, name):
 
 def test_transform_names_each_step(corpus):
     t = {n: load_image(corpus[n], data_shape=SHAPE, num_levels=K).transform for n in corpus if CORPUS[n] is None}
-    assert t["rgba.png"].startswith("RGBA 64×48: RGBA transparency composited on black, RGBA→L, centre-crop to 8:8 "
-                                    "and Lanczos resize to 8×8")
+    assert t["rgba.png"].startswith("RGBA 64×48: RGBA transparency composited on black, RGBA→L, centre-crop to "
+                                    "48×48, box-filter downscale ×6 to 8×8 (blocks averaged: pixel values changed)")
+    assert "Lanczos resize to 8×8 (interpolated: pixel values changed)" in t["palette.png"]
     assert t["palette.png"].startswith("P 30×20: P transparency composited on black")
     assert t["gray16.png"].startswith("I;16 40×30: I;16 read on [0, 65535]")
     assert "EXIF orientation 6 applied" in t["exif.jpg"]
     assert t["photo.jpg"].startswith("RGB 4000×3000: RGB→L")
     assert load_image(corpus["gray28.png"], data_shape=(1, 28, 28), num_levels=K).transform == \
         "L 28×28: nearest of 17 levels"
+
+
+def test_integer_resizes_are_exact(tmp_path):
+    """A digit saved at 8×8, enlarged ×2 and ×8 by nearest neighbour, or shrunk to 4×4 and enlarged back, reads back
+    as the same levels: integer factors take the exact path (box filter, nearest upscale), and say so."""
+    k = np.random.default_rng(0).integers(0, K, (8, 8))
+    u8 = np.round(k * 255 / 16).astype(np.uint8)
+    for f in (1, 2, 8):
+        Image.fromarray(u8.repeat(f, 0).repeat(f, 1)).save(tmp_path / f"d{f}.png")
+        li = load_image(tmp_path / f"d{f}.png", data_shape=SHAPE, num_levels=K)
+        assert torch.equal(li.levels[0], torch.from_numpy(k))
+        assert f == 1 or f"box-filter downscale ×{f} to 8×8 (each block was one value: exact)" in li.transform
+    Image.fromarray(u8[::2, ::2]).save(tmp_path / "small.png")
+    li = load_image(tmp_path / "small.png", data_shape=SHAPE, num_levels=K)
+    assert torch.equal(li.levels[0], torch.from_numpy(k[::2, ::2]).repeat_interleave(2, 0).repeat_interleave(2, 1))
+    assert "nearest-neighbour upscale ×2 to 8×8 (exact)" in li.transform
 
 
 def test_sixteen_bit_keeps_full_precision(tmp_path):

@@ -71,8 +71,9 @@ def test_divergence_fn_exact_matches_jacobian_trace():
         return net(x) * (1 + t[:, None])
 
     x, t = torch.randn(3, 6, dtype=torch.float64), torch.rand(3, dtype=torch.float64)
-    for chunk in (1, 4, None):
-        s, div = divergence_fn(score_fn, x, t, chunk_size=chunk)
+    # one, four or all six dimensions per replicated batch of 3 samples
+    for max_batch_size in (3, 12, None):
+        s, div = divergence_fn(score_fn, x, t, max_batch_size=max_batch_size)
         jac = torch.stack([torch.autograd.functional.jacobian(lambda y: score_fn(y[None], t[i:i + 1])[0], x[i])
                            for i in range(3)])
         torch.testing.assert_close(div, jac.diagonal(dim1=1, dim2=2).sum(1))
@@ -218,7 +219,7 @@ def test_measured_calibration_reports_the_true_error_and_meets_its_target(gaussi
 def test_grid_optimiser_finds_a_known_optimum():
     """The calibration's Nelder-Mead step keeps the ends and reaches the interior points that zero a known
     error function from an even start."""
-    from scorezoo.likelihood import _optimize_grid
+    from scorezoo.likelihood.schedule import _optimize_grid
 
     goal = [0.2, 0.5, 0.9]
     grid = _optimize_grid([0.0, 0.25, 0.5, 0.75, 1.0], lambda g: torch.tensor(g[1:-1]) - torch.tensor(goal), 400)
@@ -227,8 +228,8 @@ def test_grid_optimiser_finds_a_known_optimum():
 
 
 def test_schedule_is_batch_independent_and_reports_paths(gaussian):
-    """Fixed steps: a sample scores the same alone and next to an outlier (float32 rounding only), and
-    ``times=`` still reports the divergence path (its times are added to the steps)."""
+    """Fixed steps: a sample scores the same alone and next to an outlier (float32 rounding only), and the result
+    reports the divergence path at the schedule's steps; extra ``times=`` would move the steps, so they are refused."""
     xc = gaussian.sample(16, torch.Generator().manual_seed(12))
     sch = calibrate_schedule(gaussian, gaussian.sde, xc, eps=EPS, target=0.01, divergence="exact")
     x = gaussian.sample(3, torch.Generator().manual_seed(13)).float()
@@ -236,13 +237,14 @@ def test_schedule_is_batch_independent_and_reports_paths(gaussian):
     alone = log_likelihood(gaussian, gaussian.sde, x[:1], eps=EPS, divergence="exact", schedule=sch).logp
     together = log_likelihood(gaussian, gaussian.sde, batch, eps=EPS, divergence="exact", schedule=sch).logp[:1]
     assert ((alone - together).abs() / gaussian.dim).max() < 1e-5
-    times = torch.tensor([0.05, 0.5], dtype=torch.float64)
-    res = log_likelihood(gaussian, gaussian.sde, x.double(), eps=EPS, divergence="exact", schedule=sch, times=times)
-    assert res.delta_logp_path.shape == (2, 3)
-    for k, tau in enumerate(times.tolist()):
+    res = log_likelihood(gaussian, gaussian.sde, x.double(), eps=EPS, divergence="exact", schedule=sch)
+    assert torch.allclose(res.times, sch.times) and res.delta_logp_path.shape == (len(sch.times), 3)
+    for k, tau in enumerate(res.times.tolist()):
         expected = gaussian.log_prob(x.double(), torch.full((3,), EPS, dtype=torch.float64)) - gaussian.log_prob(
             gaussian.flow(x.double(), EPS, tau), torch.full((3,), tau, dtype=torch.float64))
         assert ((res.delta_logp_path[k] - expected).abs() / gaussian.dim).max() < 0.02
+    with pytest.raises(ValueError, match="drop times"):
+        log_likelihood(gaussian, gaussian.sde, x, eps=EPS, schedule=sch, times=torch.tensor([0.05, 0.5]))
 
 
 def test_schedule_round_trips_and_rejects_bad_input(gaussian):
@@ -302,11 +304,14 @@ def test_schedule_round_trips_and_rejects_bad_input(gaussian):
     assert capped.num_steps == 3
 
 
-def test_calibration_worker_has_the_public_defaults():
-    """The pipeline calls the worker behind calibrate_schedule directly; their defaults must not drift apart."""
-    import inspect
-
-    from scorezoo.likelihood import _calibrate
-
-    public, worker = (inspect.signature(f).parameters for f in (calibrate_schedule, _calibrate))
-    assert {k: p.default for k, p in public.items()} == {k: p.default for k, p in worker.items()}
+def test_calibrate_schedule_says_whether_it_met_its_target(gaussian):
+    """A calibration stopped by max_steps above its target says so (target_met False, and warns); one that meets
+    it says True; both survive a round trip through the pipeline config's dict."""
+    x = gaussian.sample(16, torch.Generator().manual_seed(0)).float()
+    with pytest.warns(UserWarning, match="stopped at max_steps"):
+        capped = calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, target=1e-6, initial_steps=2, max_steps=3,
+                                    divergence="exact", measure=False)
+    met = calibrate_schedule(gaussian, gaussian.sde, x, eps=EPS, target=0.05, divergence="exact", measure=False)
+    assert capped.target_met is False and met.target_met is True
+    for sch in (capped, met):
+        assert LikelihoodSchedule.from_dict(sch.to_dict()).target_met is sch.target_met

@@ -23,8 +23,9 @@ def _outputs(pipe):
     torch.manual_seed(0)
     x = torch.randn(2, *pipe.data_shape)
     s = pipe.score(x, 0.5)
-    samples = pipe(2, sampler="em", num_steps=5, generator=torch.Generator().manual_seed(1), output_type="pt",
-                   progress=False).samples
+    pipe.set_progress_bar_config(disable=True)
+    samples = pipe(2, sampler="em", num_inference_steps=5, generator=torch.Generator().manual_seed(1),
+                   output_type="pt").samples
     return s, samples
 
 
@@ -32,7 +33,7 @@ def test_save_load_round_trip_local(tmp_path):
     for pipe in (tiny_unet_pipeline(), tiny_mlp_pipeline()):
         pipe.save_pretrained(tmp_path / "m")
         assert sorted(p.name for p in (tmp_path / "m").rglob("*") if p.is_file()) == [
-            "config.json", "model.safetensors", "pipeline_config.json"]
+            "config.json", "diffusion_pytorch_model.safetensors", "pipeline_config.json"]
         loaded = ScorePipeline.from_pretrained(tmp_path / "m")
         assert loaded.config == pipe.config
         for a, b in zip(_outputs(pipe), _outputs(loaded)):
@@ -83,7 +84,7 @@ def test_missing_model_gives_one_clear_error(tmp_path, monkeypatch):
 def test_corrupt_folders_are_refused(tmp_path):
     pipe = tiny_unet_pipeline()
     pipe.save_pretrained(tmp_path / "m")
-    w = tmp_path / "m" / "network" / "model.safetensors"
+    w = tmp_path / "m" / "network" / "diffusion_pytorch_model.safetensors"
     w.write_bytes(w.read_bytes()[:1000])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         ScorePipeline.from_pretrained(tmp_path / "m")
@@ -107,8 +108,9 @@ def test_corrupt_folders_are_refused(tmp_path):
 @pytest.mark.parametrize("output_type", ["pil", "np", "pt"])
 def test_sampling_output_types(output_type):
     pipe = tiny_unet_pipeline()
-    out = pipe(3, sampler="em", num_steps=3, generator=torch.Generator().manual_seed(0), output_type=output_type,
-               progress=False)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(3, sampler="em", num_inference_steps=3, generator=torch.Generator().manual_seed(0),
+               output_type=output_type)
     if output_type == "pil":
         assert len(out.images) == 3 and isinstance(out.images[0], Image.Image) and out.images[0].size == (8, 8)
     elif output_type == "np":
@@ -123,7 +125,8 @@ def test_sampled_images_round_trip_to_levels():
     from scorezoo.data import to_levels
     from scorezoo.dequantization import data_to_levels
     pipe = tiny_unet_pipeline()
-    out = pipe(2, sampler="em", num_steps=3, generator=torch.Generator().manual_seed(0), progress=False)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(2, sampler="em", num_inference_steps=3, generator=torch.Generator().manual_seed(0))
     levels, _ = to_levels(out.images, data_shape=pipe.data_shape, num_levels=pipe.num_levels)
     assert torch.equal(levels, data_to_levels(out.samples, num_levels=17, data_range=pipe.data_range))
 
@@ -151,7 +154,7 @@ def test_image_inputs_in_every_layout(tmp_path):
     (np.full((2, 8, 8), np.nan), "NaN or inf"),
     (np.full((2, 8, 8), 17), r"\[0, 17\)"),
     (np.full((2, 8, 8), -1), r"\[0, 17\)"),
-    (np.full((2, 8, 8), 0.5), "non-integer"),
+    (np.full((2, 8, 8), 1.5), "non-integer"),
     (np.zeros((0, 8, 8), dtype=int), "empty batch"),
     ([], "empty batch"),
     ({"a": 1}, "cannot read images"),

@@ -84,7 +84,7 @@ def test_inverse_cdf_is_accurate(sde):
 
 def test_get_sde_round_trip_and_errors():
     for s in (VPSDE(0.2, 15.0), SubVPSDE(), VESDE(0.02, 30.0)):
-        assert get_sde(s.config()).config() == s.config()
+        assert get_sde(s.config).config == s.config
     with pytest.raises(ValueError, match="unknown SDE type"):
         get_sde({"type": "cosine"})
     with pytest.raises(ValueError, match="bad parameters"):

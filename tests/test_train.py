@@ -54,7 +54,8 @@ def write_config(tmp_path: Path, **over) -> Path:
 def _final_weights(run: Path) -> tuple[dict, dict]:
     """(raw weights of the last checkpoint, exported EMA weights)."""
     last = max((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return load_file(str(last / "model.safetensors")), load_file(str(run / "pipeline/network/model.safetensors"))
+    exported = run / "pipeline/network/diffusion_pytorch_model.safetensors"
+    return load_file(str(last / "model.safetensors")), load_file(str(exported))
 
 
 def _assert_same(a: dict, b: dict) -> None:

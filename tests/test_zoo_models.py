@@ -18,7 +18,8 @@ from scorezoo.zoo import BUNDLED_DIR, bundled_models
 REPO = Path(__file__).resolve().parents[1]
 ZOO = ["vp-baseline-digits", "vp-lw-digits", "vp-mle-digits", "vp-mle-checkerboard"]
 SCOREZOO_KEYS = ["name", "repo_id", "sde", "weighting", "dataset", "resolution", "parameters", "bpd_ode",
-                 "bpd_ode_stderr", "bpd_bound", "bpd_bound_stderr", "eval_split", "default"]
+                 "bpd_ode_stderr", "bpd_bound", "bpd_bound_stderr", "nll_ode", "nll_ode_stderr", "nll_bound",
+                 "nll_bound_stderr", "eval_split", "default", "default_photo"]
 
 
 def front_matter(text: str) -> dict:
@@ -31,10 +32,12 @@ def front_matter(text: str) -> dict:
 @pytest.mark.parametrize("name", ZOO)
 def test_bundled_folder_and_card(name):
     folder = BUNDLED_DIR / name
-    for f in ("pipeline_config.json", "network/config.json", "network/model.safetensors", "README.md"):
+    for f in ("pipeline_config.json", "network/config.json", "network/diffusion_pytorch_model.safetensors",
+              "README.md"):
         assert (folder / f).is_file(), f
-    assert (folder / "README.md").read_bytes() == (REPO / "cards" / f"{name}.md").read_bytes()
-    assert (folder / "network/model.safetensors").stat().st_size < 5_000_000  # a few MB
+    # the card inside the package is the only copy: no second one to drift apart
+    assert not (REPO / "cards" / f"{name}.md").exists()
+    assert (folder / "network/diffusion_pytorch_model.safetensors").stat().st_size < 5_000_000  # a few MB
     meta = front_matter((folder / "README.md").read_text())
     assert meta["library_name"] == "scorezoo" and meta["license"] and meta["tags"] and meta["datasets"]
     assert list(meta["scorezoo"]) == SCOREZOO_KEYS
@@ -56,19 +59,20 @@ def test_bundled_folder_and_card(name):
         assert 0 < sz["bpd_ode_stderr"] < 0.1 and 0 < sz["bpd_bound_stderr"] < 0.1
     else:
         assert sz["resolution"] == "2-D" and sz["bpd_ode"] is None and len(metrics) == 2
+        assert [m["value"] for m in metrics] == [sz["nll_ode"], sz["nll_bound"]] and 0 < sz["nll_ode_stderr"] < 0.1
 
 
 def test_registry_has_exactly_one_default_and_every_card_is_bundled():
-    cards = sorted(p.stem for p in (REPO / "cards").glob("*.md"))
+    cards = sorted(p.parent.name for p in BUNDLED_DIR.glob("*/README.md"))
     assert cards == sorted(ZOO) and sorted(bundled_models()) == sorted(ZOO)
-    defaults = [n for n in cards if front_matter((REPO / "cards" / f"{n}.md").read_text())["scorezoo"]["default"]]
+    defaults = [n for n in cards if front_matter((BUNDLED_DIR / n / "README.md").read_text())["scorezoo"]["default"]]
     assert defaults == ["vp-mle-digits"]
 
 
 def test_default_model_meets_the_target_and_the_ablation_table_matches_the_cards():
-    meta = {n: front_matter((REPO / "cards" / f"{n}.md").read_text())["scorezoo"] for n in ZOO}
+    meta = {n: front_matter((BUNDLED_DIR / n / "README.md").read_text())["scorezoo"] for n in ZOO}
     assert meta["vp-mle-digits"]["bpd_ode"] <= 2.2  # issue 3's target; categorical 2.42, GMM-10 2.61
-    text = (REPO / "cards" / "vp-mle-digits.md").read_text()
+    text = (BUNDLED_DIR / "vp-mle-digits" / "README.md").read_text()
     for n in ("vp-baseline-digits", "vp-lw-digits", "vp-mle-digits"):
         m = meta[n]
         row = next(line for line in text.splitlines() if line.startswith(f"| `{n}`"))
@@ -94,7 +98,8 @@ def test_wheel_ships_the_bundled_models(tmp_path):
     wheel = next(tmp_path.glob("scorezoo-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for n in ZOO:
-        for f in ("pipeline_config.json", "README.md", "network/config.json", "network/model.safetensors"):
+        for f in ("pipeline_config.json", "README.md", "network/config.json",
+                  "network/diffusion_pytorch_model.safetensors"):
             assert f"scorezoo/bundled/{n}/{f}" in names
 
 

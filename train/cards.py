@@ -12,7 +12,8 @@ import yaml
 __all__ = ["render_card", "SCOREZOO_KEYS", "ablation_table"]
 
 SCOREZOO_KEYS = ("name", "repo_id", "sde", "weighting", "dataset", "resolution", "parameters", "bpd_ode",
-                 "bpd_ode_stderr", "bpd_bound", "bpd_bound_stderr", "eval_split", "default")
+                 "bpd_ode_stderr", "bpd_bound", "bpd_bound_stderr", "nll_ode", "nll_ode_stderr", "nll_bound",
+                 "nll_bound_stderr", "eval_split", "default", "default_photo")
 DEFAULT_MODEL = "vp-mle-digits"
 
 _WEIGHTING_TEXT = {
@@ -100,7 +101,12 @@ def render_card(results: dict, cfg: dict, *, table: str | None = None, body_extr
         "bpd_ode": _r(ev.get("ode")) if bpd else None, "bpd_ode_stderr": _r(ev.get("ode_stderr")) if bpd else None,
         "bpd_bound": _r(ev.get("bound")) if bpd else None,
         "bpd_bound_stderr": _r(ev.get("bound_stderr")) if bpd else None,
+        "nll_ode": _r(ev.get("ode")) if ev and not bpd else None,
+        "nll_ode_stderr": _r(ev.get("ode_stderr")) if ev and not bpd else None,
+        "nll_bound": _r(ev.get("bound")) if ev and not bpd else None,
+        "nll_bound_stderr": _r(ev.get("bound_stderr")) if ev and not bpd else None,
         "eval_split": results.get("eval_split", ""), "default": name == DEFAULT_MODEL,
+        "default_photo": bool((cfg.get("card") or {}).get("default_photo", False)),
     }
     fm = yaml.safe_dump(front, sort_keys=False, allow_unicode=True, width=1000)
 

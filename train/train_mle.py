@@ -212,7 +212,7 @@ def check_config(cfg: dict) -> None:
         raise ConfigError("network must be a mapping with _class_name (UNet2DModel or ScoreMLP) and its arguments.")
     try:
         sde = get_sde(cfg["sde"])
-        sde._check_eps(float(cfg["eps"]))
+        sde.check_eps(cfg["eps"])
     except ValueError as e:
         raise ConfigError(f"sde/eps: {e}") from None
     for key in ("batch_size", "gradient_accumulation_steps", "max_train_steps", "checkpointing_steps",

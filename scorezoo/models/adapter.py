@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..sde import SDE, _bcast
+from ..sde import SDE
+from ..utils import bcast
 from .networks import network_forward
 
 __all__ = ["ScoreModel", "PARAMETERIZATIONS"]
@@ -56,7 +57,8 @@ class ScoreModel(nn.Module):
         out = self.network_output(x, t)
         if self.parameterization == "score":
             return out
-        alpha, sigma = self.sde.alpha_sigma(t.to(x.dtype))
+        # the kernel N(alpha_t x0, sigma_t^2 I): its mean at the predicted x0, and its std
+        mean, sigma = self.sde.marginal_prob(out, t.to(x.dtype))
         if self.parameterization == "epsilon":
-            return -out / _bcast(sigma, x)
-        return (_bcast(alpha, x) * out - x) / _bcast(sigma**2, x)
+            return -out / bcast(sigma, x)
+        return (mean - x) / bcast(sigma**2, x)

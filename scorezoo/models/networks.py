@@ -1,93 +1,69 @@
-"""Score networks and their on-disk format (``config.json`` + ``model.safetensors``).
+"""Score networks on disk: diffusers' format, a fixed list of classes, safetensors only.
 
-Two networks, both :class:`diffusers.ConfigMixin` so their constructor arguments are their config:
+Every network is a diffusers ``ModelMixin`` + ``ConfigMixin`` (its constructor arguments are its config) and is
+saved by diffusers' own ``save_pretrained`` as ``config.json`` + ``diffusion_pytorch_model.safetensors``, so that
+``UNet2DModel.from_pretrained(<pipeline folder or Hub repo>, subfolder="network")`` works in plain diffusers.
+Folders of scorezoo 0.1, whose weights are ``model.safetensors``, still load.
 
-* :class:`diffusers.UNet2DModel` for images ``(B, C, H, W)``, conditioned on continuous time
-  (its sinusoidal embedding takes float timesteps);
-* :class:`ScoreMLP` for flat data ``(B, D)`` such as 2-D toy sets.
+Loading is strict: a missing, unexpected or mis-shaped tensor is an error. Only the classes of :data:`NETWORKS` can
+be built from a config, and only safetensors are read: nothing from the Hub is ever executed. diffusers is imported
+when a network is first built, so that ``import scorezoo`` stays fast.
 
-Every network is called as ``net(x, t_label)`` through :func:`network_forward`, where
-``t_label = time_scale * t`` (the continuous analogue of a discrete timestep, as in Song et al.'s code).
-Loading is strict: a missing, unexpected or mis-shaped tensor is an error. Only the classes in
-:data:`NETWORKS` can be built from a config: nothing from the Hub is ever executed.
+Every network is called as ``net(x, t_label)`` through :func:`network_forward`, where ``t_label`` is the
+network's time input (``time_scale * t`` for the zoo's networks, as in Song et al.'s code).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
-import math
 from pathlib import Path
 
 import torch
-from diffusers import UNet2DModel
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["ScoreMLP", "NETWORKS", "network_forward", "save_network", "load_network",
-           "CONFIG_NAME", "WEIGHTS_NAME"]
+__all__ = ["NETWORKS", "get_network_class", "network_forward", "network_config", "save_network", "build_network",
+           "load_network", "CONFIG_NAME", "WEIGHTS_NAME", "LEGACY_WEIGHTS_NAME"]
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+#: diffusers' name for a model's weights
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+#: the weights' name in folders written by scorezoo 0.1
+LEGACY_WEIGHTS_NAME = "model.safetensors"
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl"}
+
+#: the network classes a config may name (``"_class_name"``), as ``(module, attribute)``, imported on first use
+NETWORKS: dict[str, tuple[str, str]] = {
+    "UNet2DModel": ("diffusers", "UNet2DModel"),
+    "ScoreMLP": ("scorezoo.models.mlp", "ScoreMLP"),
+}
 
 
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding of float times ``t: (B,)`` into ``(B, dim)`` (Vaswani et al. 2017, Sec. 3.5)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-    if dim % 2:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=1)
-    return emb
+def get_network_class(name: str) -> type:
+    """The class of :data:`NETWORKS` called ``name``.
 
-
-class ScoreMLP(nn.Module, ConfigMixin):
-    """A residual MLP for flat data: ``(x: (B, D), t_label: (B,)) -> (B, D)``.
-
-    Args:
-        dim: data dimension D.
-        hidden_dim: width of the hidden layers.
-        num_layers: number of residual blocks.
-        time_embed_dim: size of the sinusoidal time embedding.
+    Raises:
+        ValueError: a name not in the list (scorezoo never builds other classes).
     """
-
-    config_name = CONFIG_NAME
-
-    @register_to_config
-    def __init__(self, dim: int = 2, hidden_dim: int = 128, num_layers: int = 3, time_embed_dim: int = 64):
-        super().__init__()
-        self.time_mlp = nn.Sequential(nn.Linear(time_embed_dim, hidden_dim), nn.SiLU(),
-                                      nn.Linear(hidden_dim, hidden_dim))
-        self.inp = nn.Linear(dim, hidden_dim)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
-            for _ in range(num_layers)
-        )
-        self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden_dim, dim))
-
-    def forward(self, x: torch.Tensor, t_label: torch.Tensor) -> torch.Tensor:
-        emb = self.time_mlp(timestep_embedding(t_label, self.config.time_embed_dim).to(x.dtype))
-        h = self.inp(x) + emb
-        for block in self.blocks:
-            h = h + block(h + emb)
-        return self.out(h)
-
-
-#: the network classes a config may name (``"_class_name"``)
-NETWORKS: dict[str, type] = {"UNet2DModel": UNet2DModel, "ScoreMLP": ScoreMLP}
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network class {name!r}; scorezoo networks are {sorted(NETWORKS)}.")
+    module, attr = NETWORKS[name]
+    return getattr(importlib.import_module(module), attr)
 
 
 def network_forward(network: nn.Module, x: torch.Tensor, t_label: torch.Tensor) -> torch.Tensor:
-    """Call any network of :data:`NETWORKS` as ``(x: (B, *S), t_label: (B,)) -> (B, *S)``."""
-    if isinstance(network, UNet2DModel):
-        return network(x, t_label).sample
-    return network(x, t_label)
+    """Call a network as ``(x: (B, *S), t_label: (B,)) -> (B, *S)``; diffusers' UNets return their output's
+    ``.sample``."""
+    out = network(x, t_label)
+    return getattr(out, "sample", out)
 
 
 def network_config(network: nn.Module) -> dict:
-    """The public constructor arguments of ``network`` plus its ``_class_name``."""
+    """The public constructor arguments of ``network`` plus its ``_class_name``.
+
+    Raises:
+        ValueError: a class that is not in :data:`NETWORKS`.
+    """
     name = type(network).__name__
     if name not in NETWORKS:
         raise ValueError(f"cannot save a {name}: scorezoo networks are {sorted(NETWORKS)}.")
@@ -96,12 +72,14 @@ def network_config(network: nn.Module) -> dict:
 
 
 def save_network(network: nn.Module, folder: str | Path) -> None:
-    """Write ``folder/config.json`` and ``folder/model.safetensors`` (contiguous, detached copies)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_NAME).write_text(json.dumps(network_config(network), indent=2, default=list) + "\n")
-    state = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    """Write ``folder/config.json`` and ``folder/diffusion_pytorch_model.safetensors`` with diffusers'
+    ``save_pretrained``.
+
+    Raises:
+        ValueError: a class that is not in :data:`NETWORKS`.
+    """
+    network_config(network)  # refuses classes outside the list
+    network.save_pretrained(str(folder), safe_serialization=True)
 
 
 def build_network(config: dict) -> nn.Module:
@@ -112,9 +90,7 @@ def build_network(config: dict) -> nn.Module:
     """
     config = dict(config)
     name = config.pop("_class_name", None)
-    if name not in NETWORKS:
-        raise ValueError(f"unknown network class {name!r} in config; scorezoo networks are {sorted(NETWORKS)}.")
-    cls = NETWORKS[name]
+    cls = get_network_class(name)
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     try:
         return cls.from_config(config)
@@ -122,22 +98,34 @@ def build_network(config: dict) -> nn.Module:
         raise ValueError(f"cannot build {name} from its config: {e}") from None
 
 
+def _weights_file(folder: Path) -> Path:
+    for name in (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME):
+        if (folder / name).is_file():
+            return folder / name
+    pickles = sorted(q.name for q in folder.glob("*") if q.suffix in PICKLE_SUFFIXES) if folder.is_dir() else []
+    hint = (f" It holds only pickle files ({', '.join(pickles)}), which scorezoo refuses to load: convert them to "
+            "safetensors." if pickles else "")
+    raise FileNotFoundError(f"{folder / WEIGHTS_NAME} not found: a scorezoo network folder needs {CONFIG_NAME} and "
+                            f"{WEIGHTS_NAME} (or {LEGACY_WEIGHTS_NAME}).{hint}")
+
+
 def load_network(folder: str | Path) -> nn.Module:
-    """Load a network saved by :func:`save_network`; strict about every tensor.
+    """Load a network saved by :func:`save_network` (or by scorezoo 0.1); strict about every tensor.
 
     Raises:
-        FileNotFoundError: ``config.json`` or ``model.safetensors`` is missing (pickles are never read).
-        ValueError: unreadable config, truncated or corrupt safetensors, missing/unexpected keys, wrong shapes.
+        FileNotFoundError: ``config.json`` or the safetensors weights are missing (pickles are never read).
+        ValueError: unreadable config, an unknown class, truncated or corrupt safetensors, missing/unexpected keys,
+            wrong shapes.
     """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     folder = Path(folder)
-    cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            pickles = sorted(q.name for q in folder.glob("*") if q.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"})
-            hint = (f" It holds only pickle files ({', '.join(pickles)}), which scorezoo refuses to load: "
-                    "convert them to safetensors." if pickles else "")
-            raise FileNotFoundError(f"{p} not found: a scorezoo network folder needs {CONFIG_NAME} and "
-                                    f"{WEIGHTS_NAME}.{hint}")
+    cfg_path = folder / CONFIG_NAME
+    w_path = _weights_file(folder)
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: a scorezoo network folder needs {CONFIG_NAME} and "
+                                f"{WEIGHTS_NAME}.")
     try:
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

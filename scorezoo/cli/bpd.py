@@ -1,0 +1,370 @@
+"""``scorezoo bpd``: bits/dim of pictures (and of held-out digits) under a model, beside PNG and WebP.
+
+Every picture goes through the one transform of :mod:`scorezoo.data`. A model of photo patches scores a larger
+picture at its own resolution, tile by tile; other pictures are resized to the model. Without ``--model`` a colour
+photo gets the zoo's photo model and a small grayscale picture the default (digits) model, and the choice is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, common_parent, debug_enabled, finite, fmt,
+                     load_model, model_parent, note, positive_float, positive_int, show_progress)
+
+#: the exact divergence is cheap enough below this many dimensions (8×8 digits: 64), and leaves only the
+#: dequantization noise; above it Hutchinson's one-probe estimate is used
+AUTO_EXACT_MAX_DIM = 256
+ADAPTIVE = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bpd", parents=[common_parent(), model_parent()], help="bits/dim of pictures under a model",
+                       description="Bits/dim of each picture by the probability-flow ODE, with uniform "
+                                   "dequantization, beside PNG and WebP lossless for photos.")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="picture files of any size and mode")
+    p.add_argument("--digits", type=positive_int, metavar="N",
+                   help="also score the first N held-out sklearn digits (index %% 6 == 0)")
+    p.add_argument("--num-repeats", "-k", type=positive_int, default=None, metavar="K",
+                   help="dequantization draws per picture (default 4; 1 for models of photo patches, where a tiled "
+                        "photo's standard error is over its patches)")
+    p.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",
+                   help=f"divergence of the score: exact (D backward passes), Hutchinson (one), or auto (default: "
+                        f"exact up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, else Hutchinson)")
+    p.add_argument("--invert", action="store_true",
+                   help="invert the pictures (v -> 1 - v): for dark ink on light paper under the digits models")
+    p.add_argument("--rtol", type=positive_float, default=None, help="ODE relative tolerance (default 1e-5)")
+    p.add_argument("--atol", type=positive_float, default=None, help="ODE absolute tolerance (default 1e-5)")
+    p.add_argument("--method", default=None, help="torchdiffeq method (default dopri5, adaptive)")
+    p.add_argument("--step-size", type=positive_float, default=None, help="step of a fixed-step --method")
+    p.add_argument("--batch-size", type=positive_int, default=1,
+                   help="pictures per ODE solve (default 1: each picture's result and NFE are its own)")
+    p.add_argument("--patch-batch", type=positive_int, default=256,
+                   help="patches of a tiled photo per solve (default 256; bounds the memory)")
+    p.add_argument("--fast", action="store_true",
+                   help="fixed steps on the model's calibrated schedule (vp-mle-digits: 44 evaluations instead of "
+                        "about 460, within 0.01 bits/dim)")
+    tiling = p.add_mutually_exclusive_group()
+    tiling.add_argument("--tile", dest="tile", action="store_const", const=True, default=None,
+                        help="score every picture at its own resolution, tile by tile (default for models of photo "
+                             "patches and pictures at least as large as the model)")
+    tiling.add_argument("--resize", dest="tile", action="store_const", const=False,
+                        help="resize every picture to the model's size instead of tiling")
+    p.add_argument("--bits-map", metavar="OUT.png", default=None,
+                   help="write where the bits go, per pixel, as a picture (one file per input: OUT-<name>.png when "
+                        "there are several)")
+    p.set_defaults(func=run)
+
+
+@dataclass
+class Item:
+    """One input: a file (``path``) or held-out digit levels (``levels``), and the model chosen for it."""
+
+    label: str
+    path: str | None = None
+    levels: object = None
+    transform: str = ""
+    model: str = ""
+    why: str = ""
+    results: dict = field(default_factory=dict)
+
+
+def _check_usage(args: argparse.Namespace) -> None:
+    if not args.images and not args.digits:
+        raise CLIError("give picture files, or --digits N for held-out digits (scorezoo bpd --help).", EXIT_USAGE)
+    solver_given = [f for f, v in (("--rtol", args.rtol), ("--atol", args.atol), ("--method", args.method),
+                                   ("--step-size", args.step_size)) if v is not None]
+    if args.fast and solver_given:
+        raise CLIError("--fast takes its steps from the model's calibrated schedule: drop --rtol, --atol, --method "
+                       "and --step-size (or drop --fast to set the solver yourself).", EXIT_USAGE)
+    method = args.method or "dopri5"
+    if args.step_size is not None and method in ADAPTIVE:
+        raise CLIError(f"--step-size is for fixed-step methods (euler, midpoint, rk4), not {method}.", EXIT_USAGE)
+    if args.step_size is None and args.method and args.method not in ADAPTIVE:
+        raise CLIError(f"--method {args.method} takes fixed steps: give --step-size.", EXIT_USAGE)
+    if args.method and args.method not in ADAPTIVE and (args.rtol or args.atol):
+        raise CLIError(f"--rtol and --atol are for adaptive methods, not {args.method}.", EXIT_USAGE)
+
+
+def _choose_model(args: argparse.Namespace, path: str) -> tuple[str, str]:
+    """``(model, why)`` for a picture when no ``--model`` is given: a colour picture gets the zoo's photo model,
+    anything else (small grayscale pictures) the default model."""
+    from PIL import Image
+
+    from .. import zoo
+
+    default = zoo.default_model()
+    photo = zoo.default_photo_model()
+    try:
+        with Image.open(path) as img:
+            colour = img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV")
+            if colour and img.mode in ("RGB", "RGBA"):
+                small = img.convert("RGB").resize((32, 32))
+                r, g, b = (small.getchannel(c) for c in "RGB")
+                colour = r.tobytes() != g.tobytes() or g.tobytes() != b.tobytes()
+    except (OSError, ValueError, SyntaxError):
+        return default, ""  # the decode error is reported with the others
+    if colour and photo:
+        return photo, "colour picture"
+    if colour:
+        return default, "colour picture, but no photo model is installed"
+    return default, "grayscale picture"
+
+
+def _solver(args: argparse.Namespace, pipe, name: str) -> tuple[dict, str, dict]:
+    """``(keyword arguments of bits_per_dim, the solver in words, its JSON settings)``."""
+    settings: dict = {}
+    if args.fast:
+        sch = pipe.likelihood_schedule
+        if sch is None:
+            raise CLIError(f"{name} has no calibrated likelihood schedule, so --fast cannot be used; drop --fast "
+                           "(or calibrate one: ScorePipeline.calibrate_likelihood_schedule).", EXIT_USAGE)
+        text = f"{sch.method}, {sch.num_steps} fixed steps in {sch.time_variable.replace('_', ' ')}"
+        if sch.target is not None:
+            bound = "per image, rms" if sch.criterion == "rms" else "on the mean"
+            text += f", calibrated to {sch.target:g} bits/dim ({bound})"
+        if sch.measured_rms_error is not None:
+            text += (f"; error measured on {sch.num_calibration_samples} points, schedule minus tight solve: "
+                     f"{sch.measured_rms_error:.4f} rms, {sch.measured_mean_error:+.4f} mean")
+        elif sch.estimated_error is not None:
+            text += f"; estimated error {sch.estimated_error:.4f} bits/dim (step doubling, not measured)"
+        settings["schedule"] = {"method": sch.method, "time_variable": sch.time_variable, "steps": sch.num_steps,
+                                "target_bpd": sch.target, "criterion": sch.criterion,
+                                "estimated_error_bpd": sch.estimated_error,
+                                "measured_rms_error_bpd": sch.measured_rms_error,
+                                "measured_mean_error_bpd": sch.measured_mean_error}
+        return {"schedule": "calibrated"}, text, settings
+    method = args.method or "dopri5"
+    if args.step_size is not None:
+        kw = {"method": method, "options": {"step_size": args.step_size}}
+        return kw, f"{method}, step {args.step_size:g}", kw
+    kw = {"method": method, "rtol": args.rtol or 1e-5, "atol": args.atol or 1e-5}
+    return kw, f"{method}, rtol {kw['rtol']:g}, atol {kw['atol']:g}", kw
+
+
+def _bits_map_path(args: argparse.Namespace, label: str, many: bool) -> Path:
+    out = Path(args.bits_map)
+    if not many:
+        return out
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(label).stem)
+    return out.with_name(f"{out.stem}-{stem}{out.suffix or '.png'}")
+
+
+def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed: list[dict], debug: bool) -> dict:
+    """Load one model and score its items in place; returns the model's header facts."""
+    import torch
+
+    from .. import zoo
+    from ..compression import CODECS, lossless_bits_per_dim
+    from ..data import background_is_light, load_image
+    from ..display import heatmap
+
+    pipe, where = load_model(args, name)
+    if pipe.num_levels is None:
+        raise CLIError(f"model {name!r} is for continuous data (no levels): bits/dim does not apply.")
+    if len(pipe.data_shape) != 3:
+        raise CLIError(f"model {name!r} takes data of shape {pipe.data_shape}, not pictures: use the library's "
+                       "log_likelihood().")
+    if any(i.levels is not None for i in items) and (pipe.data_shape != (1, 8, 8) or pipe.num_levels != 17):
+        raise CLIError(f"--digits needs a model of 8×8×1 pictures with 17 levels; {name} takes {pipe.data_shape} "
+                       f"with {pipe.num_levels} levels.", EXIT_USAGE)
+    kw, solver_text, settings = _solver(args, pipe, name)
+    divergence = args.divergence
+    if divergence == "auto":
+        divergence = "exact" if pipe.dim <= AUTO_EXACT_MAX_DIM else "hutchinson"
+    # a tiled photo's standard error is over its patches, so one draw per patch is enough
+    repeats = args.num_repeats or (1 if pipe.tiles_larger_images and args.tile is not False else 4)
+    dataset = str(pipe.extra_config.get("dataset", ""))
+    light = []
+    for it in items:
+        if it.path is not None and "digits" in dataset and not args.invert:
+            try:
+                levels = load_image(it.path, data_shape=pipe.data_shape, num_levels=pipe.num_levels).levels
+            except ValueError:
+                continue
+            if background_is_light(levels, pipe.num_levels):
+                light.append(it.label)
+    if light:
+        note(args, f"note: {', '.join(light[:3])}{' ...' if len(light) > 3 else ''} "
+                   f"{'has' if len(light) == 1 else 'have'} a light background; {name} was trained on light ink "
+                   "on black (0 = background), so dark ink on paper scores poorly: add --invert to invert them.")
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(items), desc=f"bits/dim ({name})", unit="image", delay=1.0, leave=False,
+               disable=not show_progress(args))
+    many_maps = sum(1 for _ in items) > 1
+    for start in range(0, len(items), args.batch_size):
+        batch = items[start:start + args.batch_size]
+        t0 = time.perf_counter()
+        src = [it.levels if it.levels is not None else it.path for it in batch]
+        if all(it.levels is not None for it in batch):
+            src = torch.stack(src)
+        try:
+            res = pipe.bits_per_dim(src, num_repeats=repeats, divergence=divergence, tile=args.tile,
+                                    invert=args.invert, generator=torch.Generator().manual_seed(args.seed),
+                                    max_batch_size=max(args.patch_batch, repeats * len(batch)),
+                                    per_dimension=bool(args.bits_map), **kw)
+        except Exception as e:  # one picture's failed solve must not stop the others
+            if debug or not isinstance(e, (ValueError, AssertionError, RuntimeError)):
+                raise
+            for it in batch:
+                msg = str(e).splitlines()[0]
+                text = msg if it.path and it.path in msg else f"{it.label}: {msg}"
+                failed.append({"input": it.label, "error": text})
+                print(f"scorezoo: error: {text}", file=sys.stderr)
+            bar.update(len(batch))
+            continue
+        seconds = (time.perf_counter() - t0) / len(batch)
+        for i, it in enumerate(batch):
+            tiled = int(res.num_patches[i]) > 1 or "tiled" in res.transforms[i]
+            r = {"input": it.label, "model": name, "bpd": float(res.bpd[i]), "stderr": finite(float(res.stderr[i])),
+                 "nfe": int(res.nfe[i]), "time_s": round(seconds, 4),
+                 "transform": it.transform or res.transforms[i], "pixels_scored": int(res.pixels_scored[i]),
+                 "num_patches": int(res.num_patches[i]), "tiled": tiled}
+            if it.why:
+                r["chosen_because"] = it.why
+            if pipe.num_levels == 256:
+                # the same pixels the model scored, for the lossless coders
+                full = load_image(it.path, data_shape=pipe.data_shape, num_levels=256, invert=args.invert,
+                                  resize=not tiled).levels if it.path else None
+                if full is not None and tiled:
+                    h, w = pipe.data_shape[1:]
+                    full = full[:, :full.shape[1] // h * h, :full.shape[2] // w * w]
+                for codec in CODECS:
+                    r[f"{codec}_bpd"] = lossless_bits_per_dim(full, codec) if full is not None else None
+            if args.bits_map and res.bits_maps is not None:
+                out = _bits_map_path(args, it.label, many_maps)
+                try:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    heatmap(res.bits_maps[i].mean(0).numpy()).save(out)
+                except OSError as e:
+                    raise CLIError(f"cannot write {out}: {e}") from None
+                r["bits_map"] = str(out)
+            it.results = r
+        bar.update(len(batch))
+    bar.close()
+    entry = next((e for e in zoo.registry()[0] if e.name == name), None)
+    return {"model": name, "source": where, "data_shape": list(pipe.data_shape), "num_levels": pipe.num_levels,
+            "sde": pipe.sde.name, "solver": solver_text, "settings": {**settings, "divergence": divergence,
+                                                                       "num_repeats": repeats},
+            "uniform_bpd": math.log2(pipe.num_levels), "tiles": pipe.tiles_larger_images,
+            "card_bpd": None if entry is None else entry.bpd_ode, "eval_split": None if entry is None else
+            entry.eval_split}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Bits/dim per picture, then the mean; exit 1 when some input failed."""
+    _check_usage(args)
+    debug = debug_enabled(args)
+    from ..data import open_image
+
+    failed: list[dict] = []
+    items: list[Item] = []
+    for path in args.images:
+        try:
+            open_image(path)
+        except ValueError as e:
+            failed.append({"input": path, "error": str(e)})
+            print(f"scorezoo: error: {e}", file=sys.stderr)
+            continue
+        items.append(Item(label=path, path=path))
+    if args.digits:
+        from ..datasets import load_digits
+
+        try:
+            digits = load_digits().eval
+        except ImportError as e:
+            raise CLIError(f"--digits: {e}") from None
+        n = min(args.digits, digits.shape[0])
+        levels = 16 - digits[:n] if args.invert else digits[:n]
+        items += [Item(label=f"digits[{6 * i}]", levels=levels[i], transform="sklearn digits, held-out split "
+                       "(i % 6 == 0): levels as they are" + (", inverted" if args.invert else "")) for i in range(n)]
+    if not items:
+        print(f"scorezoo: {len(failed)} of {len(failed)} inputs failed (errors above); no model was loaded.",
+              file=sys.stderr)
+        return EXIT_FAILED
+    if args.model:
+        for it in items:
+            it.model = args.model
+    else:
+        from .. import zoo
+
+        for it in items:
+            it.model, it.why = _choose_model(args, it.path) if it.path else (zoo.default_model(), "held-out digit")
+    groups: dict[str, list[Item]] = {}
+    for it in items:
+        groups.setdefault(it.model, []).append(it)
+    headers = [_score_group(args, name, group, failed, debug) for name, group in groups.items()]
+    results = [it.results for it in items if it.results]
+    _print(args, headers, results, failed, chosen=not args.model)
+    if failed:
+        print(f"scorezoo: {len(failed)} of {len(failed) + len(results)} inputs failed (errors above).",
+              file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _print(args: argparse.Namespace, headers: list[dict], results: list[dict], failed: list[dict],
+           chosen: bool) -> None:
+    import numpy as np
+
+    from ..display import text_table
+
+    bpds = np.array([r["bpd"] for r in results])
+    mean = float(bpds.mean()) if len(bpds) else None
+    mean_se = float(bpds.std(ddof=1) / math.sqrt(len(bpds))) if len(bpds) > 1 else None
+    if args.json:
+        h = headers[0]
+        report = {"model": h["model"] if len(headers) == 1 else [x["model"] for x in headers],
+                  "source": h["source"], "data_shape": h["data_shape"], "num_levels": h["num_levels"],
+                  "settings": {"estimator": "probability-flow ODE", "seed": args.seed, **h["settings"]},
+                  "models": headers, "results": results, "failed": failed, "mean_bpd": mean,
+                  "mean_bpd_stderr": mean_se}
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    for h in headers:
+        c, hh, w = h["data_shape"]
+        card = f"; its held-out figure: {h['card_bpd']:.3f} bits/dim" if h["card_bpd"] is not None else ""
+        print(f"model      {h['model']} ({h['source']}): {h['sde'].upper()} SDE, {hh}×{w}×{c}, {h['num_levels']} "
+              f"levels" + (" (chosen per picture; --model overrides)" if chosen else ""))
+        print(f"scale      uniform noise over the {h['num_levels']} levels: {h['uniform_bpd']:.3f} bits/dim{card}")
+        s = h["settings"]
+        print(f"estimator  probability-flow ODE ({h['solver']}), {s['divergence']} divergence, {s['num_repeats']} "
+              f"dequantization draw(s) per picture (per patch when tiled), seed {args.seed}")
+        resize = "at its own resolution, tile by tile, if larger" if h["tiles"] and args.tile is not False else \
+            f"centre-crop + resize to {w}×{hh} (exact for integer factors)"
+        print(f"transform  EXIF orientation, transparency over {'white' if args.invert else 'black'}, "
+              f"{'L' if c == 1 else 'RGB'}, {resize}, {'inversion, ' if args.invert else ''}nearest of "
+              f"{h['num_levels']} levels (steps per file below)")
+    if not results:
+        return
+    photo = any("png_bpd" in r for r in results)
+    head = ["input"] + (["model"] if len(headers) > 1 else []) + ["bits/dim", "± s.e."] + \
+        (["PNG", "WebP", "JPEG XL", "pixels"] if photo else []) + ["NFE", "time", "preprocessing"]
+    rows = [head]
+    for r in results:
+        row = [r["input"]] + ([r["model"]] if len(headers) > 1 else []) + [fmt(r["bpd"]), fmt(r["stderr"])]
+        if photo:
+            row += [fmt(r.get("png_bpd"), 3), fmt(r.get("webp_bpd"), 3), fmt(r.get("jxl_bpd"), 3),
+                    f"{r['pixels_scored']:,}"]
+        row += [str(r["nfe"]), f"{r['time_s']:.2f}s", r["transform"]]
+        rows.append(row)
+    last = ["" for _ in head]
+    last[0], last[head.index("bits/dim")], last[head.index("± s.e.")] = f"mean of {len(results)}", fmt(mean), \
+        fmt(mean_se)
+    last[-1] = "± s.e. over pictures" if mean_se is not None else ""
+    rows.append(last)
+    right = {i for i, name in enumerate(head) if name not in ("input", "model", "preprocessing")}
+    print(text_table(rows, right=right))
+    if photo:
+        print("PNG (optimize), WebP lossless and JPEG XL lossless (pip install 'scorezoo[jxl]'): bits/dim of the same "
+              "pixels, file headers included; the model's bits/dim bounds what a coder built on it needs for them.")
+    maps = [r["bits_map"] for r in results if r.get("bits_map")]
+    if maps:
+        print(f"bits maps  {', '.join(maps)} (bits per pixel, channels averaged; dark = few bits)")

@@ -1,0 +1,111 @@
+"""What every sub-command shares: exit codes, one-line errors, argument types, loading a model by name."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["CLIError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "positive_int", "positive_float", "note",
+           "show_progress", "load_model", "fmt", "finite", "debug_enabled", "common_parent", "model_parent"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CLIError(Exception):
+    """An error the user can act on: printed as one line, exits with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.code = code
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return v
+
+
+def common_parent() -> argparse.ArgumentParser:
+    """``--quiet`` and ``--debug``, for every sub-command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes")
+    common.add_argument("--debug", action="store_true", help="show tracebacks (also SCOREZOO_DEBUG=1)")
+    return common
+
+
+def model_parent() -> argparse.ArgumentParser:
+    """``--model``, ``--revision``, ``--seed``, ``--json``, for the sub-commands that load a model."""
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", "-m", default=None,
+                       help="a folder, a zoo name (vp-mle-digits) or a Hub id (owner/name); default: the zoo's "
+                            "default model for the input")
+    model.add_argument("--revision", default=None, help="Hub branch, tag or commit")
+    model.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    model.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
+    return model
+
+
+def note(args: argparse.Namespace, text: str) -> None:
+    """A note on stderr, unless ``--quiet``."""
+    if not args.quiet:
+        print(text, file=sys.stderr)
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def load_model(args: argparse.Namespace, name: str):
+    """``(pipeline, where it came from)`` of the model ``name``; one that cannot be loaded is a :class:`CLIError`."""
+    from .. import zoo
+    from ..pipeline import ScorePipeline
+
+    if not show_progress(args):
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    try:
+        folder = zoo.resolve_pretrained(name, revision=args.revision)
+        pipe = ScorePipeline.from_pretrained(folder)
+    except zoo.ModelNotFoundError as e:
+        raise CLIError(str(e)) from None
+    except (ValueError, OSError) as e:
+        raise CLIError(f"model {name!r} cannot be loaded: {e}") from None
+    pipe.set_progress_bar_config(disable=not show_progress(args))
+    resolved = folder.resolve()
+    if Path(name).expanduser().is_dir():
+        where = f"local folder {folder}"
+    elif resolved.is_relative_to(zoo.BUNDLED_DIR.resolve()):
+        where = f"bundled copy {folder}"
+    else:
+        where = f"Hugging Face Hub, cached at {folder}"
+    return pipe, where
+
+
+def fmt(v: float | None, digits: int = 4) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def debug_enabled(args: argparse.Namespace | None = None) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("SCOREZOO_DEBUG", "") not in ("", "0")
