@@ -4,6 +4,7 @@
     scorezoo bpd IMAGES... [--model NAME] [--num-repeats K] [--divergence exact|hutchinson] [--seed S] [--json]
     scorezoo bpd --digits N                      # held-out sklearn digits (needs scikit-learn)
     scorezoo sample [--model NAME] [-n 16] [--sampler ode|em|pc] [--steps N] [--seed S] [-o grid.png]
+    scorezoo convert score_sde|score_flow CHECKPOINT [--config CONFIG] -o FOLDER [--weights ema|raw]
 
 Every picture goes through the one transform of :mod:`scorezoo.data` (EXIF orientation, transparency
 over black, model channels, centre-crop + Lanczos resize, nearest of K levels) and ``bpd`` prints the steps
@@ -21,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -73,7 +75,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``scorezoo`` argument parser (sub-commands ``list``, ``bpd``, ``sample``)."""
+    """The ``scorezoo`` argument parser (sub-commands ``list``, ``bpd``, ``sample``, ``convert``)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes")
     common.add_argument("--debug", action="store_true", help="show tracebacks (also SCOREZOO_DEBUG=1)")
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scorezoo", description="Likelihood-trained score-based models: "
                                      "exact bits/dim by the probability-flow ODE, and samples.")
     parser.add_argument("--version", action="version", version=f"scorezoo {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{list,bpd,sample}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{list,bpd,sample,convert}", required=True)
 
     p = sub.add_parser("list", parents=[common], help="the zoo: models, measured bits/dim, where they are")
     p.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
@@ -130,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=_positive_int, default=None,
                    help="upscale each tile by this factor, nearest neighbour (default: tiles of >= 64 px)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("convert", parents=[common], help="turn an official checkpoint into a pipeline folder",
+                       description="Convert the authors' score_sde_pytorch .pth or score_flow checkpoint into a "
+                                   "pipeline folder that ScorePipeline.from_pretrained loads (EMA weights).")
+    p.add_argument("format", choices=("score_sde", "score_flow"), help="the checkpoint's code base")
+    p.add_argument("checkpoint", help="checkpoint_N.pth (score_sde); checkpoint_N or its run folder (score_flow)")
+    p.add_argument("--config", default=None,
+                   help="a published config (vp/cifar10_ddpmpp_continuous, ...; score_flow: the run name, default "
+                        "the run folder's name) or a JSON file of the official config (config.to_dict())")
+    p.add_argument("-o", "--output", required=True, help="the pipeline folder to write")
+    p.add_argument("--weights", choices=("ema", "raw"), default="ema",
+                   help="EMA weights, as the official evaluation (default), or the raw ones")
+    p.add_argument("--name", default=None, help="the model's name on its card (default: the folder's name)")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 
@@ -194,7 +210,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = [["name", "hub id", "sde", "weighting", "dataset", "resolution", "params", "bpd (ODE)",
                  "bpd (bound)", "eval split", "status"]]
         for e in entries:
-            ode = f"{_fmt(e.bpd_ode, 3)} ± {_fmt(e.bpd_ode_stderr, 3)}" if e.bpd_ode is not None else "—"
+            ode = f"{_fmt(e.bpd_ode, 3)} ± {_fmt(e.bpd_ode_stderr, 3)}" if e.bpd_ode is not None else (
+                f"{e.bpd_reported:.2f} (reported)" if e.bpd_reported is not None else "—")
             bound = f"{_fmt(e.bpd_bound, 3)} ± {_fmt(e.bpd_bound_stderr, 3)}" if e.bpd_bound is not None else "—"
             rows.append([e.name + (" *" if e.default else ""), e.repo_id, e.sde or "—", e.weighting or "—",
                          e.dataset or "—", e.resolution or "—",
@@ -202,7 +219,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                          e.eval_split or "—", e.status])
         print(_table(rows, right={6}))
         print("* default model. status: bundled = installed with scorezoo; cached = in the local Hugging Face "
-              "cache; remote = downloaded from the Hub on first use.")
+              "cache; remote = downloaded from the Hub on first use; convert = the authors' checkpoint, turned into a "
+              "pipeline by `scorezoo convert` (reported = the authors' figure, not measured here).")
     return EXIT_FAILED if problems else EXIT_OK
 
 
@@ -410,6 +428,29 @@ def cmd_sample(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {out}: {args.num_samples} samples of {name} ({where}), sampler {args.sampler} ({steps}, "
               f"{res.nfe} score evaluations), seed {args.seed}, {seconds:.1f}s")
+    return EXIT_OK
+
+
+# -- convert ---------------------------------------------------------------------------------------------
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``scorezoo convert``: an official checkpoint -> a pipeline folder with its model card."""
+    from .convert import convert_score_flow, convert_score_sde
+
+    if args.format == "score_sde" and args.config is None:
+        raise CLIError("score_sde checkpoints need --config (e.g. vp/cifar10_ddpmpp_continuous, or a JSON file).",
+                       EXIT_USAGE)
+    command = shlex.join(["scorezoo", "convert", args.format, args.checkpoint,
+                          *(["--config", args.config] if args.config else []), "-o", args.output,
+                          *(["--weights", "raw"] if args.weights == "raw" else [])])
+    convert = convert_score_sde if args.format == "score_sde" else convert_score_flow
+    try:
+        pipe = convert(args.checkpoint, args.config, args.output, weights=args.weights, name=args.name,
+                       command=command)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        raise CLIError(str(e)) from None
+    params = sum(p.numel() for p in pipe.network.parameters())
+    print(f"wrote {args.output}: {pipe.sde.name.upper()} SDE, NCSNpp with {params:,} parameters, "
+          f"{args.weights} weights; load it with ScorePipeline.from_pretrained({str(args.output)!r})")
     return EXIT_OK
 
 

@@ -1,9 +1,11 @@
 """Score networks and their on-disk format (``config.json`` + ``model.safetensors``).
 
-Two networks, both :class:`diffusers.ConfigMixin` so their constructor arguments are their config:
+Three networks, all :class:`diffusers.ConfigMixin` so their constructor arguments are their config:
 
 * :class:`diffusers.UNet2DModel` for images ``(B, C, H, W)``, conditioned on continuous time
   (its sinusoidal embedding takes float timesteps);
+* :class:`~scorezoo.models.ncsnpp.NCSNpp`, the official NCSN++/DDPM++ of Song et al. (images; its label is
+  ``999 t`` or sigma_t, see :class:`~scorezoo.models.ScoreModel`'s ``time_label``);
 * :class:`ScoreMLP` for flat data ``(B, D)`` such as 2-D toy sets.
 
 Every network is called as ``net(x, t_label)`` through :func:`network_forward`, where
@@ -24,6 +26,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .ncsnpp import NCSNpp
 
 __all__ = ["ScoreMLP", "NETWORKS", "network_forward", "save_network", "load_network",
            "CONFIG_NAME", "WEIGHTS_NAME"]
@@ -76,7 +80,7 @@ class ScoreMLP(nn.Module, ConfigMixin):
 
 
 #: the network classes a config may name (``"_class_name"``)
-NETWORKS: dict[str, type] = {"UNet2DModel": UNet2DModel, "ScoreMLP": ScoreMLP}
+NETWORKS: dict[str, type] = {"UNet2DModel": UNet2DModel, "ScoreMLP": ScoreMLP, "NCSNpp": NCSNpp}
 
 
 def network_forward(network: nn.Module, x: torch.Tensor, t_label: torch.Tensor) -> torch.Tensor:
