@@ -284,7 +284,10 @@ def registry(cards_dir: str | Path | None = None) -> tuple[list[ZooEntry], list[
 
 def published_models() -> tuple[list[dict[str, Any]], dict[str, str]]:
     """``(rows, where)``: the published checkpoints of :data:`PUBLISHED_FILE` (``name``, ``source``, ``config``,
-    ``sde``, ``weighting``, ``dataset``, ``bpd_reported``) and, per source, where the authors publish them."""
+    ``sde``, ``weighting``, ``dataset``, ``bpd_reported``) and, per source, where the authors publish them; empty
+    without the file."""
+    if not PUBLISHED_FILE.is_file():
+        return [], {}
     data = json.loads(PUBLISHED_FILE.read_text(encoding="utf-8"))
     return data["models"], data["where"]
 

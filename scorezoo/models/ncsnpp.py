@@ -58,7 +58,12 @@ def _conv(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, padding: in
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(channels // 4, 32), channels, eps=GROUPNORM_EPS)
+    groups = min(channels // 4, 32)
+    if groups == 0 or channels % groups:
+        raise ValueError(f"NCSNpp: a width of {channels} channels cannot be split into min(C // 4, 32) = {groups} "
+                         "GroupNorm groups; use an nf that is a multiple of 4, and of 32 for wide levels (128 in the "
+                         "papers).")
+    return nn.GroupNorm(groups, channels, eps=GROUPNORM_EPS)
 
 
 def positional_embedding(labels: torch.Tensor, dim: int, max_positions: float = 10000.0) -> torch.Tensor:
@@ -381,9 +386,6 @@ class NCSNpp(ModelMixin, ConfigMixin):
         if scale_by_sigma and embedding_type != "fourier":
             raise ValueError("NCSNpp: scale_by_sigma needs the label to be sigma_t (Fourier embedding, VE); with the "
                              "positional embedding it is the discrete-time NCSN++, which is not supported.")
-        if nf * min(ch_mult) < 4 or any((nf * m) % min(nf * m // 4, 32) for m in ch_mult):
-            raise ValueError(f"NCSNpp: nf={nf} with ch_mult={tuple(ch_mult)} gives widths that GroupNorm with "
-                             "min(C // 4, 32) groups cannot split; use a multiple of 4 (nf=128 in the papers).")
         self.act = act = _ACTIVATIONS[nonlinearity]()
         num_resolutions = len(ch_mult)
         resolutions = [image_size // 2**i for i in range(num_resolutions)]
