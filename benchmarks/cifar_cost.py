@@ -71,7 +71,8 @@ def main() -> None:
     lines = [
         "# CIFAR-10 likelihood cost on the full DDPM++ network (random weights)",
         "",
-        f"`python benchmarks/cifar_cost.py --images {args.images} --threads {args.threads}` on {platform.processor() or platform.machine()}, "
+        f"`python benchmarks/cifar_cost.py --images {args.images} --threads {args.threads}` on "
+        f"{platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {args.threads} thread(s). Network: NCSNpp of vp/cifar10_ddpmpp_continuous, "
         f"{params:,} parameters, random weights (official init, output layers at scale 1). Solver: dopri5, "
         "rtol = atol = 1e-5, Hutchinson divergence (one probe), eps = 1e-5, one image per solve.",

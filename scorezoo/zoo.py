@@ -32,7 +32,8 @@ from typing import Any
 from huggingface_hub import snapshot_download, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-__all__ = ["resolve_pretrained", "folder_entry", "published_models", "PUBLISHED_FILE", "CONVERT_STATUS", "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL", "bundled_models",
+__all__ = ["resolve_pretrained", "folder_entry", "published_models", "PUBLISHED_FILE", "CONVERT_STATUS",
+           "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL", "bundled_models",
            "ModelNotFoundError", "ZooEntry", "registry", "parse_card", "default_model", "hf_cache_status"]
 
 ZOO_NAMESPACE = "scorezoo"

@@ -5,5 +5,5 @@ from .analytic import GaussianScore
 from .ncsnpp import NCSNpp
 from .networks import NETWORKS, ScoreMLP, build_network, load_network, network_forward, save_network
 
-__all__ = ["ScoreModel", "GaussianScore", "PARAMETERIZATIONS", "TIME_LABELS", "ScoreMLP", "NCSNpp", "NETWORKS", "build_network", "load_network",
-           "network_forward", "save_network"]
+__all__ = ["ScoreModel", "GaussianScore", "PARAMETERIZATIONS", "TIME_LABELS", "ScoreMLP", "NCSNpp", "NETWORKS",
+           "build_network", "load_network", "network_forward", "save_network"]

@@ -72,22 +72,24 @@ def test_score_flow_checkpoints_score_as_the_official_code(name, weights):
 
 
 def test_the_sde_and_likelihood_settings_follow_the_config():
-    vp = convert_score_sde(FIXTURES / "score_sde/vp_ddpmpp/checkpoint_1.pth", FIXTURES / "score_sde/vp_ddpmpp/config.json")
+    sde_fixture = FIXTURES / "score_sde"
+    vp = convert_score_sde(sde_fixture / "vp_ddpmpp/checkpoint_1.pth", sde_fixture / "vp_ddpmpp/config.json")
     assert vp.sde.config() == {"type": "vp", "beta_min": 0.1, "beta_max": 20.0} and vp.eps == 1e-5
     assert (vp.parameterization, vp.time_label, vp.time_scale, vp.num_levels, vp.data_range) == (
         "epsilon", "t", 999.0, 256, (-1.0, 1.0))
-    ve = convert_score_sde(FIXTURES / "score_sde/ve_ncsnpp/checkpoint_1.pth", FIXTURES / "score_sde/ve_ncsnpp/config.json")
+    ve = convert_score_sde(sde_fixture / "ve_ncsnpp/checkpoint_1.pth", sde_fixture / "ve_ncsnpp/config.json")
     assert ve.sde.config() == {"type": "ve", "sigma_min": 0.01, "sigma_max": 50.0}
     assert (ve.parameterization, ve.time_label, ve.data_range) == ("score", "sigma", (0.0, 1.0))
-    subvp = convert_score_flow(FIXTURES / "score_flow/subvp_ddpmpp_deep", FIXTURES / "score_flow/subvp_ddpmpp_deep/config.json")
+    flow_fixture = FIXTURES / "score_flow" / "subvp_ddpmpp_deep"
+    subvp = convert_score_flow(flow_fixture, flow_fixture / "config.json")
     assert subvp.sde.name == "subvp" and subvp.eps == 1e-2  # score_flow evaluates sub-VP from smallest_time 1e-2
 
 
 def test_cli_convert_then_from_pretrained(tmp_path, capsys):
     folder = FIXTURES / "score_sde" / "subvp_ddpmpp_deep"
     out = tmp_path / "converted"
-    code = cli.main(["convert", "score_sde", str(folder / "checkpoint_1.pth"), "--config", str(folder / "config.json"),
-                     "-o", str(out)])
+    code = cli.main(["convert", "score_sde", str(folder / "checkpoint_1.pth"), "--config",
+                     str(folder / "config.json"), "-o", str(out)])
     assert code == 0 and "from_pretrained" in capsys.readouterr().out
     pipe = ScorePipeline.from_pretrained(out)
     assert isinstance(pipe.network, NCSNpp)
@@ -124,7 +126,7 @@ def test_score_sde_missing_extra_and_misshapen_tensors(tmp_path):
     torch.save(broken, tmp_path / "extra.pth")
     with pytest.raises(ValueError, match=r"all_modules.99.weight \(and 0 more\)"):
         convert_score_sde(tmp_path / "extra.pth", cfg, weights="raw")
-    with pytest.raises(ValueError, match=r"'ema' holds 154 shadow_params, the config's network has 138"):
+    with pytest.raises(ValueError, match=r"'ema' holds 154 shadow_params, the config's network has 138 trainable"):
         convert_score_sde(folder / "checkpoint_1.pth", FIXTURES / "score_sde/vp_variant/config.json")
     other = json.loads(cfg.read_text())
     other["model"]["nf"] = 8
