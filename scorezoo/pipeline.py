@@ -119,6 +119,8 @@ class ScorePipeline:
         data_range: ``(lo, hi)`` of the data space the network was trained on.
         parameterization: ``"epsilon"``, ``"x0"`` or ``"score"``.
         time_scale: the network sees ``time_scale * t``.
+        time_label: ``"t"`` (the network sees ``time_scale * t``) or ``"sigma"`` (it sees sigma_t: the official VE
+            models); see :class:`~scorezoo.models.ScoreModel`.
         extra_config: other JSON-able metadata kept in the config (e.g. dataset, training command).
         likelihood_schedule: a fixed step schedule for fast likelihoods (:meth:`calibrate_likelihood_schedule`),
             a :class:`~scorezoo.likelihood.LikelihoodSchedule` or its dict; used with ``schedule="calibrated"``.
@@ -139,6 +141,7 @@ class ScorePipeline:
         data_range: tuple[float, float] = (-1.0, 1.0),
         parameterization: str = "epsilon",
         time_scale: float = 999.0,
+        time_label: str = "t",
         extra_config: dict | None = None,
         likelihood_schedule: LikelihoodSchedule | dict | None = None,
     ):
@@ -148,7 +151,7 @@ class ScorePipeline:
             raise ValueError(f"num_levels must be >= 2 or None, got {num_levels}.")
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"unknown parameterization {parameterization!r}; choose one of {PARAMETERIZATIONS}.")
-        self.model = ScoreModel(network, sde, parameterization, time_scale).eval()
+        self.model = ScoreModel(network, sde, parameterization, time_scale, time_label).eval()
         self.sde = sde
         self.data_shape = tuple(int(v) for v in data_shape)
         self.eps = float(eps)
@@ -157,6 +160,7 @@ class ScorePipeline:
         self.data_range = (float(data_range[0]), float(data_range[1]))
         self.parameterization = parameterization
         self.time_scale = float(time_scale)
+        self.time_label = time_label
         self.extra_config = dict(extra_config or {})
         if likelihood_schedule is not None:
             likelihood_schedule = check_schedule(likelihood_schedule, self.eps, sde.T)
@@ -200,6 +204,7 @@ class ScorePipeline:
             "data_range": list(self.data_range),
             "parameterization": self.parameterization,
             "time_scale": self.time_scale,
+            "time_label": self.time_label,
             **({"likelihood_schedule": self.likelihood_schedule.to_dict()} if self.likelihood_schedule else {}),
             **self.extra_config,
         }
@@ -250,7 +255,7 @@ class ScorePipeline:
         except FileNotFoundError as e:
             raise ValueError(str(e)) from None
         known = {"data_shape", "eps", "sampling_eps", "num_levels", "data_range", "parameterization", "time_scale",
-                 "likelihood_schedule"}
+                 "time_label", "likelihood_schedule"}
         missing = {"sde", "data_shape"} - set(cfg)
         if missing:
             raise ValueError(f"{cfg_path} lacks {sorted(missing)}.")

@@ -17,8 +17,10 @@ The registry (:func:`registry`) is read from the model cards inside the package,
 A card is a Hugging Face model card whose YAML front matter has a ``scorezoo:`` mapping (``name``, ``repo_id``,
 ``sde``, ``weighting``, ``dataset``, ``resolution``, ``parameters``, ``bpd_ode``, ``bpd_ode_stderr``, ``bpd_bound``,
 ``bpd_bound_stderr``, ``nll_ode``, ``nll_ode_stderr``, ``nll_bound``, ``nll_bound_stderr`` (nats per point, for
-continuous data), ``eval_split``, ``default``, ``default_photo``). PyYAML reads it when installed; otherwise a
-small parser reads that mapping
+continuous data), ``eval_split``, ``default``, ``default_photo``, ``bpd_reported``). The authors' published
+checkpoints that ``scorezoo convert`` turns into pipelines are rows too (``convert/published.json``, status
+``"convert from the official checkpoint"`` until a converted copy is cached). PyYAML reads it when installed;
+otherwise a small parser reads that mapping
 (flat ``key: scalar`` lines), so the core install needs no YAML library.
 """
 
@@ -30,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 
-__all__ = ["resolve_pretrained", "folder_entry", "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL",
-           "bundled_models", "ModelNotFoundError", "ZooEntry", "registry", "parse_card", "default_model",
-           "default_photo_model", "hf_cache_status"]
+__all__ = ["resolve_pretrained", "folder_entry", "published_models", "PUBLISHED_FILE", "CONVERT_STATUS",
+           "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL", "bundled_models", "ModelNotFoundError",
+           "ZooEntry", "registry", "parse_card", "default_model", "default_photo_model", "hf_cache_status"]
 
 ZOO_NAMESPACE = "scorezoo"
 #: zoo models shipped inside the package
@@ -42,6 +44,9 @@ CARDS_DIR = Path(__file__).parent / "cards"
 #: the model ``scorezoo bpd`` uses when no card says ``default: true``
 DEFAULT_MODEL = "vp-mle-digits"
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.md"]
+#: the authors' published checkpoints (read as JSON: this module imports nothing of scorezoo.convert)
+PUBLISHED_FILE = Path(__file__).parent / "convert" / "published.json"
+CONVERT_STATUS = "convert from the official checkpoint"
 #: the files a cached snapshot needs to load without the Hub: each entry is a file or a tuple of alternatives
 #: (diffusers' weights name, or scorezoo 0.1's)
 REQUIRED_FILES = ("pipeline_config.json", "network/config.json",
@@ -115,7 +120,9 @@ class ZooEntry:
         nll_ode, nll_ode_stderr, nll_bound, nll_bound_stderr: the same in nats per point, for continuous data.
         default: the model ``scorezoo bpd`` uses without ``--model`` (for small grayscale pictures).
         default_photo: the model ``scorezoo bpd`` and the demo use for colour photos.
-        status: ``"bundled"``, ``"cached"`` (complete in the local HF cache) or ``"remote"`` (Hub only).
+        bpd_reported: bits/dim reported by the model's authors (not measured by scorezoo).
+        status: ``"bundled"``, ``"cached"`` (complete in the local HF cache), ``"remote"`` (Hub only) or
+            :data:`CONVERT_STATUS` (a published checkpoint that ``scorezoo convert`` turns into a pipeline).
         card: the card file read.
     """
 
@@ -137,6 +144,7 @@ class ZooEntry:
     eval_split: str | None = None
     default: bool = False
     default_photo: bool = False
+    bpd_reported: float | None = None
     status: str = "remote"
     card: str | None = None
 
@@ -242,7 +250,7 @@ def _entry(fields: dict[str, Any], fallback_name: str, card: Path | None) -> Zoo
     name = str(known.pop("name", None) or fallback_name)
     repo_id = str(known.pop("repo_id", None) or _repo_id(name))
     for key in ("bpd_ode", "bpd_ode_stderr", "bpd_bound", "bpd_bound_stderr", "nll_ode", "nll_ode_stderr", "nll_bound",
-                "nll_bound_stderr"):
+                "nll_bound_stderr", "bpd_reported"):
         if known.get(key) is not None:
             known[key] = float(known[key])
     if known.get("parameters") is not None:
@@ -285,12 +293,29 @@ def registry(cards_dir: str | Path | None = None) -> tuple[list[ZooEntry], list[
             problems.append(f"{card}: skipped, {e}")
             continue
         entries.setdefault(entry.name, entry)
+    convertible = set()
+    for row in published_models()[0]:
+        if row["name"] not in entries:
+            entries[row["name"]] = _entry(row, row["name"], None)
+            convertible.add(row["name"])
     for entry in entries.values():
         if entry.name in bundled:
             entry.status = "bundled"
         elif hf_cache_status(entry.repo_id):
             entry.status = "cached"
+        elif entry.name in convertible:
+            entry.status = CONVERT_STATUS
     return sorted(entries.values(), key=lambda e: e.name), problems
+
+
+def published_models() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """``(rows, where)``: the published checkpoints of :data:`PUBLISHED_FILE` (``name``, ``source``, ``config``,
+    ``sde``, ``weighting``, ``dataset``, ``bpd_reported``) and, per source, where the authors publish them; empty
+    without the file."""
+    if not PUBLISHED_FILE.is_file():
+        return [], {}
+    data = json.loads(PUBLISHED_FILE.read_text(encoding="utf-8"))
+    return data["models"], data["where"]
 
 
 def _fields_from_config(folder: Path) -> dict[str, Any]:

@@ -27,6 +27,7 @@ def fake_zoo(tmp_path, monkeypatch):
     paths = make_zoo(tmp_path, tiny_unet_pipeline())
     monkeypatch.setattr(zoo, "BUNDLED_DIR", paths["bundled"])
     monkeypatch.setattr(zoo, "CARDS_DIR", paths["cards"])
+    monkeypatch.setattr(zoo, "PUBLISHED_FILE", tmp_path / "no-published.json")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(paths["hub"]))
     return paths
 

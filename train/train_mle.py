@@ -65,6 +65,7 @@ DEFAULTS: dict = {
     "num_levels": None,                # levels for image_folder (default 256)
     "dataset_options": {},             # loader options (photo_patches: patch_size, stride, scales, flips)
     "dequantize": True,                # uniform dequantization of integer data at every step
+    "random_flip": False,              # horizontal flips of half of each batch (images; the official CIFAR-10 recipes)
     "sde": {"type": "vp"},             # scorezoo.get_sde config
     "weighting": "likelihood-is",      # score | likelihood | likelihood-is
     "eps": 1e-5,                       # time truncation of training and likelihoods
@@ -286,6 +287,8 @@ def load_data(cfg: dict) -> TrainingData:
                             options=cfg["dataset_options"])
     except (ValueError, ImportError) as e:
         raise ConfigError(f"dataset {cfg['dataset']!r}: {e}") from None
+    if cfg["random_flip"] and len(data.data_shape) != 3:
+        raise ConfigError(f"random_flip flips images; the {cfg['dataset']} data have shape {data.data_shape}.")
     if len(data.train) < cfg["batch_size"]:
         raise ConfigError(f"batch_size {cfg['batch_size']} exceeds the {len(data.train)} training items.")
     return data
@@ -329,12 +332,15 @@ class TrainState:
         self.step = int(state["step"])
 
 
-def make_batch(data: TrainingData, state: TrainState, step: int,
-               dequantize: bool) -> tuple[torch.Tensor, torch.Generator]:
+def make_batch(data: TrainingData, state: TrainState, step: int, dequantize: bool,
+               random_flip: bool = False) -> tuple[torch.Tensor, torch.Generator]:
     """The global batch ``(B, *S)`` of step ``step`` in the model's data space, and the step's generator
-    (advanced past the dequantization noise) for the loss's times and noises."""
+    (advanced past the flips and the dequantization noise) for the loss's times and noises."""
     g = state.step_generator(step)
     items = data.train[state.batch_indices(step)]
+    if random_flip:
+        flip = torch.rand(len(items), generator=g) < 0.5
+        items = torch.where(flip[:, None, None, None], items.flip(-1), items)
     if data.num_levels is None:
         return items.float(), g
     if dequantize:
@@ -498,7 +504,7 @@ def train(cfg: dict, command: str | None = None) -> dict:
     objective.train()
     while state.step < cfg["max_train_steps"]:
         step = state.step
-        x, g = make_batch(data, state, step, cfg["dequantize"])
+        x, g = make_batch(data, state, step, cfg["dequantize"], cfg["random_flip"])
         # draw the whole global batch's times and noises, then slice: independent of world size
         t_all, _ = sample_time(sde, len(x), weighting=cfg["weighting"], eps=float(cfg["eps"]), generator=g)
         z_all = torch.randn(x.shape, generator=g)

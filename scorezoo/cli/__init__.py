@@ -4,6 +4,7 @@
     scorezoo bpd IMAGES... [--model NAME] [--num-repeats K] [--fast] [--bits-map out.png] [--json]
     scorezoo bpd --digits N                      # held-out sklearn digits
     scorezoo sample [--model NAME] [-n 16] [--sampler ode|em|pc] [--steps N] [--seed S] [-o grid.png]
+    scorezoo convert score_sde|score_flow CHECKPOINT [--config CONFIG] -o FOLDER   # the authors' checkpoints
     scorezoo demo [--model FOLDER]               # the Gradio app (needs scorezoo[app])
 
 Each sub-command is a module of this package with ``add_parser(sub)`` and ``run(args)``; building the parser imports
@@ -29,7 +30,7 @@ from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, debug_enabled
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "COMMANDS"]
 
 #: sub-command name -> module of this package
-COMMANDS = {"list": "listing", "bpd": "bpd", "sample": "sample", "demo": "demo"}
+COMMANDS = {"list": "listing", "bpd": "bpd", "sample": "sample", "convert": "convert", "demo": "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:

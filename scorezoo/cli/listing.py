@@ -44,11 +44,14 @@ def run(args: argparse.Namespace) -> int:
                                                                                  " nats")
         else:
             ode, bound = measured(e.bpd_ode, e.bpd_ode_stderr), measured(e.bpd_bound, e.bpd_bound_stderr)
+            if e.bpd_ode is None and e.bpd_reported is not None:
+                ode = f"{e.bpd_reported:.2f} (reported)"
         rows.append([e.name + (" *" if e.default else ""), e.repo_id, e.sde or "—", e.weighting or "—",
                      e.dataset or "—", e.resolution or "—", f"{e.parameters:,}" if e.parameters is not None else "—",
                      ode, bound, e.eval_split or "—", e.status])
     print(text_table(rows, right={6}))
     print("* default model. held-out: bits/dim (nats per point for continuous data) ± standard error. status: "
           "bundled = installed with scorezoo; cached = in the local Hugging Face cache; remote = downloaded from the "
-          "Hub on first use.")
+          "Hub on first use; convert = the authors' checkpoint, turned into a pipeline by `scorezoo convert` "
+          "(reported = the authors' figure, not measured here).")
     return EXIT_FAILED if problems else EXIT_OK

@@ -19,9 +19,10 @@ from ..sde import SDE
 from ..utils import bcast
 from .networks import network_forward
 
-__all__ = ["ScoreModel", "PARAMETERIZATIONS"]
+__all__ = ["ScoreModel", "PARAMETERIZATIONS", "TIME_LABELS"]
 
 PARAMETERIZATIONS = ("epsilon", "x0", "score")
+TIME_LABELS = ("t", "sigma")
 
 
 class ScoreModel(nn.Module):
@@ -34,23 +35,30 @@ class ScoreModel(nn.Module):
         parameterization: ``"epsilon"``, ``"x0"`` or ``"score"``.
         time_scale: the network sees ``t_label = time_scale * t`` (999 follows Song et al.'s code, which
             makes a continuous-time VP network look like a 1000-step DDPM network).
+        time_label: ``"t"`` (the label is ``time_scale * t``) or ``"sigma"`` (the label is sigma_t, as the official
+            continuous VE models take it: score_sde ``models/utils.py``, ``get_score_fn``).
 
     Raises:
-        ValueError: unknown parameterisation.
+        ValueError: unknown parameterisation or time label.
     """
 
-    def __init__(self, network: nn.Module, sde: SDE, parameterization: str = "epsilon", time_scale: float = 999.0):
+    def __init__(self, network: nn.Module, sde: SDE, parameterization: str = "epsilon", time_scale: float = 999.0,
+                 time_label: str = "t"):
         super().__init__()
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"unknown parameterization {parameterization!r}; choose one of {PARAMETERIZATIONS}.")
+        if time_label not in TIME_LABELS:
+            raise ValueError(f"unknown time_label {time_label!r}; choose one of {TIME_LABELS}.")
         self.network = network
         self.sde = sde
         self.parameterization = parameterization
         self.time_scale = float(time_scale)
+        self.time_label = time_label
 
     def network_output(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The raw network output ``(B, *S)`` at ``x: (B, *S)``, ``t: (B,)``."""
-        return network_forward(self.network, x, t * self.time_scale)
+        label = self.sde.alpha_sigma(t)[1] if self.time_label == "sigma" else t * self.time_scale
+        return network_forward(self.network, x, label)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``score_fn(x, t)``: the score ``(B, *S)`` at ``x: (B, *S)`` and times ``t: (B,)``."""

@@ -1,5 +1,9 @@
 """Score networks on disk: diffusers' format, a fixed list of classes, safetensors only.
 
+The networks: diffusers' :class:`~diffusers.UNet2DModel` for images; :class:`~scorezoo.models.ncsnpp.NCSNpp`, the
+official NCSN++/DDPM++ of Song et al. (images; its label is ``999 t`` or sigma_t, see
+:class:`~scorezoo.models.ScoreModel`'s ``time_label``); :class:`~scorezoo.models.mlp.ScoreMLP` for flat data.
+
 Every network is a diffusers ``ModelMixin`` + ``ConfigMixin`` (its constructor arguments are its config) and is
 saved by diffusers' own ``save_pretrained`` as ``config.json`` + ``diffusion_pytorch_model.safetensors``, so that
 ``UNet2DModel.from_pretrained(<pipeline folder or Hub repo>, subfolder="network")`` works in plain diffusers.
@@ -36,6 +40,7 @@ PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl"}
 NETWORKS: dict[str, tuple[str, str]] = {
     "UNet2DModel": ("diffusers", "UNet2DModel"),
     "ScoreMLP": ("scorezoo.models.mlp", "ScoreMLP"),
+    "NCSNpp": ("scorezoo.models.ncsnpp", "NCSNpp"),
 }
 
 
