@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
                         "photo's standard error is over its patches)")
     p.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",
                    help=f"divergence of the score: exact (D backward passes), Hutchinson (one), or auto (default: "
-                        f"exact up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, else Hutchinson)")
+                        f"exact on a calibrated schedule up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, "
+                        "so that a picture's number is not mostly probe noise; else Hutchinson)")
     p.add_argument("--invert", action="store_true",
                    help="invert the pictures (v -> 1 - v): for dark ink on light paper under the digits models")
     p.add_argument("--rtol", type=positive_float, default=None, help="ODE relative tolerance (default 1e-5)")
@@ -47,9 +48,14 @@ def add_parser(sub) -> None:
                    help="pictures per ODE solve (default 1: each picture's result and NFE are its own)")
     p.add_argument("--patch-batch", type=positive_int, default=256,
                    help="patches of a tiled photo per solve (default 256; bounds the memory)")
-    p.add_argument("--fast", action="store_true",
-                   help="fixed steps on the model's calibrated schedule (vp-mle-digits: 44 evaluations instead of "
-                        "about 460, within 0.01 bits/dim)")
+    solve = p.add_mutually_exclusive_group()
+    solve.add_argument("--fast", action="store_true",
+                       help="fixed steps on the model's calibrated schedule (the default when the model has one; "
+                            "vp-mle-digits: 44 evaluations instead of about 460, within 0.01 bits/dim); an error "
+                            "without one")
+    solve.add_argument("--adaptive", action="store_true",
+                       help="the adaptive solver (dopri5, rtol = atol = 1e-5) even when the model has a schedule; "
+                            "implied by --rtol, --atol, --method, --step-size")
     tiling = p.add_mutually_exclusive_group()
     tiling.add_argument("--tile", dest="tile", action="store_const", const=True, default=None,
                         help="score every picture at its own resolution, tile by tile (default for models of photo "
@@ -120,8 +126,9 @@ def _choose_model(args: argparse.Namespace, path: str) -> tuple[str, str]:
 def _solver(args: argparse.Namespace, pipe, name: str) -> tuple[dict, str, dict]:
     """``(keyword arguments of bits_per_dim, the solver in words, its JSON settings)``."""
     settings: dict = {}
-    if args.fast:
-        sch = pipe.likelihood_schedule
+    solver_given = any(v is not None for v in (args.rtol, args.atol, args.method, args.step_size))
+    sch = pipe.likelihood_schedule
+    if args.fast or (sch is not None and not args.adaptive and not solver_given):
         if sch is None:
             raise CLIError(f"{name} has no calibrated likelihood schedule, so --fast cannot be used; drop --fast "
                            "(or calibrate one: ScorePipeline.calibrate_likelihood_schedule).", EXIT_USAGE)
@@ -177,7 +184,7 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
     kw, solver_text, settings = _solver(args, pipe, name)
     divergence = args.divergence
     if divergence == "auto":
-        divergence = "exact" if pipe.dim <= AUTO_EXACT_MAX_DIM else "hutchinson"
+        divergence = "exact" if pipe.dim <= AUTO_EXACT_MAX_DIM and "schedule" in kw else "hutchinson"
     # a tiled photo's standard error is over its patches, so one draw per patch is enough
     repeats = args.num_repeats or (1 if pipe.tiles_larger_images and args.tile is not False else 4)
     dataset = str(pipe.extra_config.get("dataset", ""))
