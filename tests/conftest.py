@@ -30,3 +30,12 @@ def sde(request):
 def gaussian(sde):
     mean, cov = gaussian_params()
     return GaussianScore(sde, mean, cov)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks run faster on one thread than on a CPU shared with other work."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

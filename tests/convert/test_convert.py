@@ -28,12 +28,7 @@ SCORE_FLOW = ["vp_ddpmpp", "subvp_ddpmpp_deep", "ve_ncsnpp_variant"]
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def relative_error(ours: torch.Tensor, official: np.ndarray) -> float:
