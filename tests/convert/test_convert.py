@@ -125,7 +125,8 @@ def test_score_sde_missing_extra_and_misshapen_tensors(tmp_path):
         convert_score_sde(folder / "checkpoint_1.pth", FIXTURES / "score_sde/vp_variant/config.json")
     other = json.loads(cfg.read_text())
     other["model"]["nf"] = 8
-    with pytest.raises(ValueError, match=r"all_modules.0.weight has shape \(16, 4\), the config's network wants \(32, 8\)"):
+    wanted = r"all_modules.0.weight has shape \(16, 4\), the config's network wants \(32, 8\)"
+    with pytest.raises(ValueError, match=wanted):
         convert_score_sde(folder / "checkpoint_1.pth", other, weights="raw")
 
 
