@@ -2,12 +2,12 @@
 
 The front matter holds the Hub's keys (``library_name``, ``license``, ``tags``, ``datasets``, ``pipeline_tag``,
 ``model-index``) and a ``scorezoo:`` mapping with exactly the keys of :data:`SCOREZOO_KEYS`, which the CLI
-reads as the zoo registry.
+reads as the zoo registry (:func:`scorezoo.zoo.registry`).
 """
 
 from __future__ import annotations
 
-import yaml
+from .config import require_train_extra
 
 __all__ = ["render_card", "SCOREZOO_KEYS", "ablation_table"]
 
@@ -34,7 +34,7 @@ def _r(v, nd=4):
 
 
 def ablation_table(rows: list[dict]) -> str:
-    """Markdown table of held-out bits/dim; ``rows`` are results dicts of :func:`train_mle.train`, each with
+    """Markdown table of held-out bits/dim; ``rows`` are results dicts of :func:`scorezoo.training.train`, each with
     ``eval`` and optionally ``paired`` (difference to the reference and its paired standard error)."""
     out = ["| model | weighting λ(t) | time sampling | ODE bits/dim | bound bits/dim "
            "| ODE − vp-mle-digits (paired) |",
@@ -108,7 +108,7 @@ def render_card(results: dict, cfg: dict, *, table: str | None = None, body_extr
         "eval_split": results.get("eval_split", ""), "default": name == DEFAULT_MODEL,
         "default_photo": bool((cfg.get("card") or {}).get("default_photo", False)),
     }
-    fm = yaml.safe_dump(front, sort_keys=False, allow_unicode=True, width=1000)
+    fm = require_train_extra("yaml").safe_dump(front, sort_keys=False, allow_unicode=True, width=1000)
 
     lines = [f"# scorezoo/{name}", ""]
     what = (f"A score-based generative model of **{dataset}** ({_resolution(shape)}"
@@ -141,8 +141,8 @@ def render_card(results: dict, cfg: dict, *, table: str | None = None, body_extr
     if ev:
         if bpd:
             lines += [f"Held-out split: {results.get('eval_split')}. Bits/dim of the integer data under uniform "
-                      f"dequantization ({ev['num_repeats']} dequantization draw{'s' if ev['num_repeats'] > 1 else ''} per "
-                      "image), mean ± standard error "
+                      f"dequantization ({ev['num_repeats']} dequantization "
+                      f"draw{'s' if ev['num_repeats'] > 1 else ''} per image), mean ± standard error "
                       f"over the {ev['num_eval']} images:", "",
                       f"* probability-flow ODE (exact likelihood, Hutchinson divergence, dopri5, rtol = atol = "
                       f"{cfg.get('ode_rtol')}): **{ev['ode']:.3f} ± {ev['ode_stderr']:.3f}** bits/dim",
