@@ -58,10 +58,13 @@ def export_run(pipe: ScorePipeline, results: dict, cfg: dict, output_dir: str | 
 
 
 def calibration_points(pipe: ScorePipeline) -> torch.Tensor:
-    """``(64, *S)`` training points of the pipeline's data set (``extra_config["dataset"]``) in its data space:
-    the first 64 of the training split, dequantized with seed 1 for integer data."""
-    data = load_dataset(str(pipe.extra_config["dataset"]))
-    train = data.train[:NUM_CALIBRATION_POINTS]
+    """``(64, *S)`` training points of the pipeline's data set (``extra_config["dataset"]`` with its
+    ``dataset_options``) in its data space: 64 of the training split drawn with seed 1 (patches of photos come in
+    raster order, so the first 64 would all be one corner of one photo), dequantized with seed 1 for integer data.
+    The bundled digits schedules were calibrated on the first 64 digits."""
+    data = load_dataset(str(pipe.extra_config["dataset"]), options=pipe.extra_config.get("dataset_options"))
+    pick = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(1))[:NUM_CALIBRATION_POINTS]
+    train = data.train[pick]
     if data.num_levels is None:
         return train.to(pipe.dtype)
     return uniform_dequantize(train, num_levels=data.num_levels, data_range=data.data_range,

@@ -309,6 +309,11 @@ def train(cfg: dict, command: str | None = None) -> dict:
                  "training_steps": cfg["max_train_steps"], "batch_size": cfg["batch_size"], "seed": cfg["seed"]}
         if cfg["name"]:
             extra = {"name": cfg["name"], **extra}
+        if cfg["dataset_options"]:
+            extra["dataset_options"] = cfg["dataset_options"]
+        if data.name == "photo_patches":
+            # a model of patches scores a larger photo tile by tile at its own resolution, not resized
+            extra["tile_larger_images"] = True
         pipe = ema_pipeline(extra)
         results = {"name": cfg["name"], "dataset": data.name, "sde": sde.name, "weighting": cfg["weighting"],
                    "parameters": num_params, "max_train_steps": cfg["max_train_steps"],
