@@ -570,8 +570,8 @@ class ScorePipeline:
         flat = v.flatten(0, 1)
         u, log_q = torch.empty_like(flat), torch.empty(flat.shape, dtype=torch.float64)
         for sl in torch.arange(len(flat)).split(max_batch_size):
-            ub, lb = self.dequantizer(k[sl].to(self.device), flat[sl].to(self.device))
-            u[sl], log_q[sl] = ub.to(u.device), lb.double().cpu()
+            ub, lb = self.dequantizer(k[sl].to(self.device), flat[sl].to(self.device, self.dequantizer.dtype))
+            u[sl], log_q[sl] = ub.to(u.device, u.dtype), lb.double().cpu()
         return u.view(v.shape), log_q.view(v.shape)
 
     def bits_per_dim(

@@ -409,9 +409,9 @@ def train(cfg: dict, command: str | None = None) -> dict:
                    "num_processes": world, "command": command or "",
                    "steps_per_s_last_session": done / elapsed if elapsed > 0 else None, "eval": {}}
         levels = data.eval if cfg["final_eval_num_samples"] is None else data.eval[:cfg["final_eval_num_samples"]]
+        ode = {"schedule": "calibrated"} if cfg["ode_schedule"] else {"rtol": cfg["ode_rtol"], "atol": cfg["ode_atol"]}
         for est in cfg["final_eval_estimators"] if cfg["final_eval"] else []:
-            kw = {"num_time_points": cfg["bound_num_time_points"]} if est == "bound" else \
-                {"schedule": "calibrated"} if cfg["ode_schedule"] else {"rtol": cfg["ode_rtol"], "atol": cfg["ode_atol"]}
+            kw = {"num_time_points": cfg["bound_num_time_points"]} if est == "bound" else ode
             res = compare_dequantizations(pipe, levels, estimator=est, num_repeats=cfg["final_eval_num_repeats"],
                                           seed=cfg["eval_seed"], **kw)
             results["eval"][est] = {**res, "settings": kw}
@@ -437,7 +437,8 @@ def _value(raw: str):
 def main(argv: list[str] | None = None) -> dict:
     """Command line: ``--config FILE`` (YAML) and ``--KEY VALUE`` for any key of :data:`DEFAULTS` (values read as
     YAML). Exits with status 2 and one line for a bad config."""
-    parser = argparse.ArgumentParser(prog="train_dequantizer.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="train_dequantizer.py", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("--config", default=None, help="YAML config (train/configs/deq-*.yaml)")
     for key, default in DEFAULTS.items():
         parser.add_argument(f"--{key}", type=_value, default=argparse.SUPPRESS, help=f"default: {default!r}")
