@@ -426,12 +426,19 @@ def train(cfg: dict, command: str | None = None) -> dict:
 
 
 def _value(raw: str):
+    """A command-line value read as YAML, with ``1e-3`` (which YAML 1.1 reads as a string) read as a number."""
     import yaml
 
     try:
-        return yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def main(argv: list[str] | None = None) -> dict:

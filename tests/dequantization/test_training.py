@@ -56,6 +56,10 @@ def test_bad_configs_fail_in_one_line_before_training(frozen, tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             training.main(argv + ["--output_dir", str(tmp_path / "run")])
         assert e.value.code == 2 and match in capsys.readouterr().err, argv
+    with pytest.raises(SystemExit):  # 1e-3 is a number on the command line: the config passes, the model does not
+        training.main(["--learning_rate", "1e-3", "--pretrained", str(tmp_path / "nothing")])
+    err = capsys.readouterr().err
+    assert "pretrained" in err and "learning_rate" not in err
     (tmp_path / "cfg.yaml").write_text("num_layers: 3\n")
     with pytest.raises(training.ConfigError, match=r"unknown config key\(s\) \['num_layers'\]"):
         training.load_config(tmp_path / "cfg.yaml")
