@@ -174,14 +174,6 @@ class ScorePipeline:
         if likelihood_schedule is not None:
             likelihood_schedule = check_schedule(likelihood_schedule, self.eps, sde.T)
         self.likelihood_schedule = likelihood_schedule
-        if dequantizer is not None:
-            cfg = dequantizer.config
-            if self.num_levels is None or tuple(cfg.data_shape) != self.data_shape or \
-                    int(cfg.num_levels) != self.num_levels:
-                raise ValueError(f"the dequantizer is for data of shape {tuple(cfg.data_shape)} with "
-                                 f"{cfg.num_levels} levels; this model takes {self.data_shape} with "
-                                 f"{self.num_levels} levels.")
-            dequantizer = dequantizer.eval()
         self.dequantizer = dequantizer
         self._progress_bar_config: dict = {}
 
@@ -202,6 +194,24 @@ class ScorePipeline:
     @property
     def dtype(self) -> torch.dtype:
         return self._first_tensor().dtype
+
+    @property
+    def dequantizer(self) -> nn.Module | None:
+        """The variational dequantizer used by ``bits_per_dim(..., dequantization="variational")``, or ``None``.
+        Setting it checks that it was made for this model's data shape and levels (else ``ValueError``)."""
+        return self._dequantizer
+
+    @dequantizer.setter
+    def dequantizer(self, dequantizer: nn.Module | None) -> None:
+        if dequantizer is not None:
+            cfg = dequantizer.config
+            if self.num_levels is None or tuple(cfg.data_shape) != self.data_shape or \
+                    int(cfg.num_levels) != self.num_levels:
+                raise ValueError(f"the dequantizer is for data of shape {tuple(cfg.data_shape)} with "
+                                 f"{cfg.num_levels} levels; this model takes {self.data_shape} with "
+                                 f"{self.num_levels} levels.")
+            dequantizer = dequantizer.eval()
+        self._dequantizer = dequantizer
 
     @property
     def dim(self) -> int:
@@ -231,7 +241,8 @@ class ScorePipeline:
         """Move the network and the dequantizer (in place) and return the pipeline."""
         self.model.to(device=device, dtype=dtype)
         if self.dequantizer is not None:
-            self.dequantizer.to(device=device, dtype=dtype)
+            # nn.Module's own to(): diffusers' ModelMixin.to warns about float32 modules whenever dtype is passed
+            nn.Module.to(self.dequantizer, device=device, dtype=dtype)
         return self
 
     def set_progress_bar_config(self, **kwargs) -> None:

@@ -350,7 +350,7 @@ def train(cfg: dict, command: str | None = None) -> dict:
                 f.write(json.dumps(record) + "\n")
 
     def ema_copy() -> VariationalDequantizer:
-        q = copy.deepcopy(raw).float()
+        q = copy.deepcopy(raw)
         ema.copy_to(q.parameters())
         return q.eval()
 

@@ -6,7 +6,7 @@ negative log-likelihood (Ho et al. 2019, Flow++, Sec. 3.1, eq. 11):
     -log P(k) <= E_{u ~ q}[-log p_X(x) + log q(u | k)] - D log((hi - lo)/K),
 
 with equality when ``q(u | k)`` is the model's own density on the cell of ``k``. Uniform noise (``log q = 0``) is the
-special case every score model reports; Song, Durkan, Murray & Ermon (2021, Sec. 6 and Table 2) trained a Flow++
+special case every score model reports; Song, Durkan, Murray & Ermon (2021, Sec. 6) trained a Flow++
 dequantizer against the frozen score model for their headline bits/dim.
 
 The flow (Flow++, Sec. 3.1-3.3, smaller): a standard logistic base ``eps = logit(v)``, ``v ~ U(0, 1)^D``; then

@@ -117,6 +117,8 @@ def test_loading_refuses_other_classes_pickles_and_other_data(pipe_with_q, tmp_p
     (folder / "config.json").write_text(json.dumps({**cfg, "data_shape": [1, 4, 4]}))
     with pytest.raises(ValueError, match="wrong shapes"):
         ScorePipeline.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"the dequantizer is for data of shape \(1, 4, 4\)"):
+        pipe_with_q.dequantizer = VariationalDequantizer(data_shape=(1, 4, 4), num_levels=17, hidden_channels=4)
     (folder / "config.json").write_text(json.dumps(cfg))
     (folder / "diffusion_pytorch_model.safetensors").rename(folder / "diffusion_pytorch_model.bin")
     with pytest.raises(ValueError, match="pickle files"):

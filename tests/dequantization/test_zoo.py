@@ -1,5 +1,7 @@
 """The dequantizer shipped with vp-mle-digits: bundled, loaded with the model, and tighter than uniform noise."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import yaml
@@ -9,6 +11,7 @@ from scorezoo.dequantization import VariationalDequantizer
 from scorezoo.zoo import BUNDLED_DIR
 
 FOLDER = BUNDLED_DIR / "vp-mle-digits"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_vp_mle_digits_ships_a_dequantizer_and_its_card_says_how_it_was_made():
@@ -18,7 +21,7 @@ def test_vp_mle_digits_ships_a_dequantizer_and_its_card_says_how_it_was_made():
     assert isinstance(pipe.dequantizer, VariationalDequantizer)
     card = (FOLDER / "README.md").read_text()
     assert "python train/train_dequantizer.py --config train/configs/deq-vp-mle-digits.yaml" in card
-    cfg = yaml.safe_load(open("train/configs/deq-vp-mle-digits.yaml"))
+    cfg = yaml.safe_load((REPO / "train" / "configs" / "deq-vp-mle-digits.yaml").read_text())
     assert cfg["hidden_channels"] == pipe.dequantizer.config.hidden_channels
     row = next(line for line in card.splitlines() if line.startswith("| `vp-mle-digits`"))
     head = next(line for line in card.splitlines() if line.startswith("| model |"))
