@@ -22,6 +22,7 @@ _EXPORTS = {
     "log_likelihood": "likelihood", "likelihood_bound": "likelihood", "LikelihoodResult": "likelihood",
     "BoundResult": "likelihood", "LikelihoodSchedule": "likelihood", "calibrate_schedule": "likelihood",
     "bits_per_dim": "dequantization", "uniform_dequantize": "dequantization",
+    "VariationalDequantizer": "dequantization",
     "sample_ode": "sampling", "sample_em": "sampling", "sample_pc": "sampling",
     "ScoreModel": "models", "ScoreMLP": "models", "GaussianScore": "models",
 }

@@ -101,6 +101,8 @@ def test_wheel_ships_the_bundled_models(tmp_path):
         for f in ("pipeline_config.json", "README.md", "network/config.json",
                   "network/diffusion_pytorch_model.safetensors"):
             assert f"scorezoo/bundled/{n}/{f}" in names
+    for f in ("config.json", "diffusion_pytorch_model.safetensors"):
+        assert f"scorezoo/bundled/vp-mle-digits/dequantizer/{f}" in names
 
 
 @pytest.mark.slow
