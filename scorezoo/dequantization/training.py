@@ -26,10 +26,7 @@ import argparse
 import copy
 import json
 import math
-import os
-import re
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,6 +35,7 @@ import torch
 from torch import nn
 
 from ..likelihood import likelihood_bound
+from ..training.config import ConfigError
 from .uniform import bits_per_dim, dequantize
 
 __all__ = ["DEFAULTS", "ConfigError", "load_config", "dequantization_loss", "compare_dequantizations", "train", "main"]
@@ -83,10 +81,6 @@ DEFAULTS: dict = {
 _POSITIVE = ("hidden_channels", "num_couplings", "num_components", "batch_size", "num_time_points", "max_train_steps",
              "checkpointing_steps", "checkpoints_total_limit", "log_every", "eval_num_samples",
              "final_eval_num_repeats", "bound_num_time_points")
-
-
-class ConfigError(ValueError):
-    """A bad config, model or data set, found before training starts."""
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
@@ -227,42 +221,6 @@ class _Steps:
         self.step = int(state["step"])
 
 
-def _checkpoints(output_dir: Path) -> list[Path]:
-    found = [p for p in (output_dir / "checkpoints").glob("checkpoint-*")
-             if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def _resolve_checkpoint(spec: str | None, output_dir: Path) -> Path | None:
-    if not spec:
-        return None
-    if spec == "latest":
-        found = _checkpoints(output_dir)
-        return found[-1] if found else None
-    if not (Path(spec) / "train_state.json").is_file():
-        raise ConfigError(f"{spec!r} is not a checkpoint folder of the dequantizer trainer (no train_state.json).")
-    return Path(spec)
-
-
-def _save_checkpoint(accelerator, output_dir: Path, step: int, limit: int) -> None:
-    """Save into a temporary folder renamed when complete, so a kill while saving leaves no half checkpoint."""
-    final = output_dir / "checkpoints" / f"checkpoint-{step}"
-    tmp = final.with_name(final.name + ".tmp")
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / "train_state.json").write_text(json.dumps({"step": step}) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in _checkpoints(output_dir)[:-limit]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-
-
 def _load(cfg: dict):
     """The frozen pipeline and the training data, checked against each other."""
     from ..datasets import load_dataset
@@ -308,6 +266,8 @@ def train(cfg: dict, command: str | None = None) -> dict:
     import yaml
     from accelerate import Accelerator
     from accelerate.utils import set_seed
+
+    from ..training.loop import resolve_checkpoint, save_checkpoint
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
@@ -336,7 +296,7 @@ def train(cfg: dict, command: str | None = None) -> dict:
                                                           scheduler)
     accelerator.register_for_checkpointing(ema, steps)
     raw: VariationalDequantizer = accelerator.unwrap_model(objective).dequantizer
-    ckpt = _resolve_checkpoint(cfg["resume_from_checkpoint"], output_dir)
+    ckpt = resolve_checkpoint(cfg["resume_from_checkpoint"], output_dir)
     if ckpt is not None:
         accelerator.load_state(str(ckpt))
         accelerator.print(f"resumed from {ckpt} at step {steps.step}")
@@ -391,7 +351,7 @@ def train(cfg: dict, command: str | None = None) -> dict:
                 log({"step": steps.step, "eval": {k: v for k, v in res.items() if not k.startswith("per_image")}})
             accelerator.wait_for_everyone()
         if steps.step % cfg["checkpointing_steps"] == 0 or steps.step == cfg["max_train_steps"]:
-            _save_checkpoint(accelerator, output_dir, steps.step, int(cfg["checkpoints_total_limit"]))
+            save_checkpoint(accelerator, output_dir, steps.step, int(cfg["checkpoints_total_limit"]))
     bar.close()
     elapsed = time.time() - t0
 
