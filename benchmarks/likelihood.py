@@ -65,6 +65,19 @@ def digits_workload(model: str, n: int, seed: int):
     return pipe, x
 
 
+def photo_workload(model: str, n: int, seed: int):
+    """``n`` of the held-out 16×16 tiles of the held-out photos (chelsea, coffee, china; a seeded random choice, so
+    that the batch mixes scenes), dequantized once with ``seed``."""
+    from scorezoo.datasets import load_photo_patches
+
+    pipe = ScorePipeline.from_pretrained(model)
+    tiles = load_photo_patches(patch_size=pipe.data_shape[-1]).eval
+    pick = torch.randperm(len(tiles), generator=torch.Generator().manual_seed(seed))[:n]
+    x = uniform_dequantize(tiles[pick], num_levels=pipe.num_levels, data_range=pipe.data_range,
+                           generator=torch.Generator().manual_seed(seed))
+    return pipe, x
+
+
 def cifar_workload(n: int, seed: int):
     """A randomly initialised 32×32×3 UNet2DModel (CIFAR-sized cost) and random 8-bit images."""
     from diffusers import UNet2DModel
@@ -99,7 +112,7 @@ def calibrate(args, target: float) -> dict:
     from scorezoo.likelihood import calibrate_schedule
 
     pipe, _ = workload(args)
-    if args.workload == "digits":
+    if args.workload in ("digits", "photo"):
         from scorezoo.training.export import calibration_points
 
         xc = calibration_points(pipe)
@@ -264,6 +277,8 @@ def independence(pipe, x, method, args) -> dict:
 def workload(args):
     if args.workload == "digits":
         return digits_workload(args.model, args.num_images, args.seed)
+    if args.workload == "photo":
+        return photo_workload(args.model, args.num_images, args.seed)
     return cifar_workload(args.num_images, args.seed)
 
 
@@ -292,7 +307,7 @@ def reference(args) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workload", choices=["digits", "cifar"], default="digits")
+    p.add_argument("--workload", choices=["digits", "photo", "cifar"], default="digits")
     p.add_argument("--model", default="vp-mle-digits")
     p.add_argument("--num-images", type=int, default=64)
     p.add_argument("--batch", type=int, default=64)
