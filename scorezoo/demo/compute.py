@@ -26,8 +26,8 @@ from ..dequantization import bits_per_dim
 from ..pipeline import PIPELINE_CONFIG_NAME, ScorePipeline
 
 __all__ = ["DemoSettings", "ModelEntry", "zoo_models", "folder_model", "takes_colour", "card_markdown",
-           "registry_rows", "REGISTRY_HEADERS", "PipelineCache", "DemoContext", "AUTO", "Solver", "solver_for",
-           "choose_model", "ImageScore", "score_file", "density_grid", "cpu_count"]
+           "registry_rows", "REGISTRY_HEADERS", "PipelineCache", "DemoContext", "AUTO", "Solver", "SOLVER_KEYS",
+           "solver_for", "choose_model", "ImageScore", "score_file", "density_grid", "cpu_count"]
 
 
 def cpu_count() -> int:
@@ -121,8 +121,8 @@ class ModelEntry:
         """
         if self.source is None:
             raise FileNotFoundError(f"{self.name} is on the Hub only; this offline app cannot load it.")
-        if isinstance(self.source, Path):
-            return self.source
+        if Path(self.source).is_dir():
+            return Path(self.source)
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -315,12 +315,24 @@ class Solver:
     text: str
 
 
+#: what ``DemoSettings.ode_kwargs`` may set
+SOLVER_KEYS = ("schedule", "method", "rtol", "atol", "options", "solver", "time_variable")
+
+
 def solver_for(pipe: ScorePipeline, settings: DemoSettings) -> Solver:
     """The app's solver for ``pipe``: ``settings.ode_kwargs`` when given; else the model's calibrated schedule
     (``schedule="calibrated"``: fixed steps, each file's answer independent of its batch) when it has one; else the
-    adaptive dopri5 solver at ``settings.tol``."""
+    adaptive dopri5 solver at ``settings.tol``.
+
+    Raises:
+        ValueError: ``settings.ode_kwargs`` with other than the solver's arguments (:data:`SOLVER_KEYS`).
+    """
     if settings.ode_kwargs is not None:
         kw = dict(settings.ode_kwargs)
+        other = sorted(set(kw) - set(SOLVER_KEYS))
+        if other:
+            raise ValueError(f"DemoSettings.ode_kwargs takes the solver's arguments {SOLVER_KEYS}, not {other}: the "
+                             "divergence follows the bits map, the draws and the seed come from the page.")
         if "schedule" in kw:
             return Solver(kw, "the given schedule")
         method = kw.get("method", "dopri5")

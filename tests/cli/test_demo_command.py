@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest.importorskip("gradio")
@@ -12,6 +14,8 @@ from scorezoo.cli import main  # noqa: E402
 
 @pytest.mark.parametrize("argv", [[], ["--help"], ["--model", "runs/x", "--port", "7999"], ["--adaptive"]])
 def test_demo_options_reach_the_demo(argv, monkeypatch):
+    # the command sets the app's environment (offline, no analytics): keep it out of the other tests' processes
+    monkeypatch.setattr(os, "environ", dict(os.environ))
     seen = []
     monkeypatch.setattr(scorezoo.demo.app, "main", seen.append)
     assert main(["demo", *argv]) == 0
@@ -27,7 +31,6 @@ def test_demo_help_lists_the_demos_options(capsys):
 @pytest.mark.slow  # a fresh interpreter importing gradio: ~10 s, several times that on a busy machine
 def test_python_m_scorezoo_demo_starts(tmp_path):
     # the package runs as a module: its --help answers (gradio imported, nothing served)
-    import os
     import subprocess
     import sys
     from pathlib import Path

@@ -34,6 +34,8 @@ def test_solver_is_the_calibrated_schedule_when_there_is_one(digits):
     assert untrained.kwargs == {"rtol": 1e-4, "atol": 1e-4} and "no calibrated schedule" in untrained.text
     given = solver_for(digits, DemoSettings(ode_kwargs=FAST_ODE))
     assert given.kwargs == FAST_ODE and given.text == "euler, step 0.1"
+    with pytest.raises(ValueError, match=r"not \['divergence'\]"):
+        solver_for(digits, DemoSettings(ode_kwargs={"divergence": "exact", "rtol": 1e-3}))
 
 
 def test_a_digit_on_the_schedule_is_the_librarys_number(digits, tmp_path):
