@@ -25,10 +25,9 @@ MAP_NOTE = ("**Where the bits go**: each pixel's bits (channels averaged), from 
             "mean is the bits/dim. Dark blue is few bits, yellow many; the caption gives the bits at the two ends of "
             "the scale (1st and 99th percentiles). Models of up to {max_exact} values per picture (the 8×8 digits) "
             "split the log-density with the exact divergence, so each pixel's share is exact up to the solver. Larger "
-            "models "
-            "(photo patches) use Hutchinson's per-pixel terms: **noisy but unbiased** (their mean is the bits/dim; "
-            "read regions, not single pixels). Untick *bits map* for Hutchinson's divergence without a map, faster "
-            "on the digits models.")
+            "models (photo patches) use Hutchinson's per-pixel terms: **noisy but unbiased** (their mean is the "
+            "bits/dim; read regions, not single pixels). Untick *bits map* for Hutchinson's divergence without a map, "
+            "faster on the digits models.")
 
 
 CODEC_NAMES = {"png": "PNG", "webp": "WebP", "jxl": "JPEG XL"}
@@ -124,7 +123,7 @@ def build_likelihood_tab(ctx: DemoContext) -> None:
                                      info="for dark ink on light paper under the digits models")
                 bits_map = gr.Checkbox(True, label="bits map", elem_id="bits-map-switch",
                                        info=f"exact divergence up to {settings.max_exact_dims} values per picture "
-                                            "(several times slower on digits), Hutchinson's terms above")
+                                            "(about 15× slower on the digits models), Hutchinson's terms above")
                 go = gr.Button("Compute bits/dim", variant="primary", elem_id="bpd-button")
             with gr.Column(scale=2):
                 gr.Markdown("**The pixels scored** (the model's input; a photo at its own resolution)")
