@@ -43,7 +43,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["load_image", "to_levels", "levels_to_uint8", "LoadedImage", "MAX_IMAGE_PIXELS",
-           "background_is_light", "Tiles", "tile_levels", "untile", "is_picture", "open_image"]
+           "background_is_light", "Tiles", "tile_levels", "untile", "is_picture", "is_colour", "open_image"]
 
 #: pictures larger than this are refused from their header, before decoding (a 4000×3000 photo is 12M)
 MAX_IMAGE_PIXELS = 64_000_000
@@ -251,6 +251,22 @@ def background_is_light(levels: torch.Tensor, num_levels: int) -> bool:
     data. Used to suggest ``invert``, never to apply it silently."""
     border = torch.cat([levels[..., 0, :], levels[..., -1, :], levels[..., :, 0], levels[..., :, -1]], dim=-1)
     return bool(border.double().mean() > (num_levels - 1) / 2)
+
+
+def is_colour(item: Any) -> bool:
+    """Whether a picture (file path or PIL image) is in colour: its channels differ somewhere once converted to RGB
+    (compared on a 32×32 thumbnail), so a gray picture saved as RGB or through a gray palette counts as grayscale.
+    Used to pick a model for a picture (photo model or digits model). A file that cannot be read is not in colour:
+    its error is reported when it is loaded."""
+    try:
+        img = open_image(item) if isinstance(item, (str, os.PathLike)) else item
+        if img.mode in ("1", "L", "LA", "La", "I", "F") or img.mode in _HIGH_DEPTH:
+            return False
+        small = img.convert("RGB").resize((32, 32))
+    except (ValueError, OSError):
+        return False
+    r, g, b = (small.getchannel(c).tobytes() for c in "RGB")
+    return r != g or g != b
 
 
 def _array_to_levels(a: np.ndarray, data_shape: Sequence[int], num_levels: int) -> tuple[torch.Tensor, str]:

@@ -11,14 +11,15 @@ from diffusers import UNet2DModel
 from scorezoo import ScoreMLP, ScorePipeline, VPSDE
 
 
-def tiny_unet_pipeline(seed: int = 0, channels: int = 1, size: int = 8) -> ScorePipeline:
+def tiny_unet_pipeline(seed: int = 0, channels: int = 1, size: int = 8, num_levels: int = 17,
+                       extra_config: dict | None = None) -> ScorePipeline:
     torch.manual_seed(seed)
     net = UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=(16, 32),
                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), layers_per_block=1, norm_num_groups=8,
                       attention_head_dim=8)
-    return ScorePipeline(net, VPSDE(), data_shape=(channels, size, size), num_levels=17,
-                         extra_config={"dataset": "test"})
+    return ScorePipeline(net, VPSDE(), data_shape=(channels, size, size), num_levels=num_levels,
+                         extra_config=extra_config or {"dataset": "test"})
 
 
 def tiny_mlp_pipeline(seed: int = 0) -> ScorePipeline:

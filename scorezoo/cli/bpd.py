@@ -107,26 +107,16 @@ def _check_usage(args: argparse.Namespace) -> None:
 def _choose_model(args: argparse.Namespace, path: str) -> tuple[str, str]:
     """``(model, why)`` for a picture when no ``--model`` is given: a colour picture gets the zoo's photo model,
     anything else (small grayscale pictures) the default model."""
-    from PIL import Image
-
     from .. import zoo
+    from ..data import is_colour
 
     default = zoo.default_model()
     photo = zoo.default_photo_model()
-    try:
-        with Image.open(path) as img:
-            colour = img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV")
-            if colour and img.mode in ("RGB", "RGBA"):
-                small = img.convert("RGB").resize((32, 32))
-                r, g, b = (small.getchannel(c) for c in "RGB")
-                colour = r.tobytes() != g.tobytes() or g.tobytes() != b.tobytes()
-    except (OSError, ValueError, SyntaxError):
-        return default, ""  # the decode error is reported with the others
-    if colour and photo:
+    if not is_colour(path):
+        return default, "grayscale picture"
+    if photo:
         return photo, "colour picture"
-    if colour:
-        return default, "colour picture, but no photo model is installed"
-    return default, "grayscale picture"
+    return default, "colour picture, but no photo model is installed"
 
 
 def _solver(args: argparse.Namespace, pipe, name: str) -> tuple[dict, str, dict]:

@@ -8,8 +8,10 @@ from .common import EXIT_OK
 
 
 def add_parser(sub) -> None:
+    # no option prefix of its own, so that every word after "demo" (--help, --model ...) is the demo's: argparse
+    # would otherwise read a leading "--model" as an unknown option of this parser instead of the remainder
     p = sub.add_parser("demo", help="the Gradio demo: sampling, bits/dim of uploaded images, the zoo "
-                                    "(needs scorezoo[app])", add_help=False)
+                                    "(needs scorezoo[app])", add_help=False, prefix_chars="\0")
     p.add_argument("demo_args", nargs=argparse.REMAINDER,
                    help="the demo's own options (scorezoo demo --help lists them)")
     p.set_defaults(func=run, quiet=False, debug=False)

@@ -1,11 +1,12 @@
 // End-to-end run of the demo in headless Chromium (driven by playwright-core, no downloaded browser).
-// usage: node upload.cjs URL IMAGE SHOTS_DIR
-// Opens the app, uploads IMAGE in the Likelihood tab, presses "Compute bits/dim", waits for the table and
-// prints one JSON line: {row: [cells of the first result row], offsite: [requests that left the app's host]}.
-// Screenshots of the three tabs go to SHOTS_DIR (failure.png when a step fails).
+// usage: node upload.cjs URL SHOTS_DIR IMAGE...
+// Opens the app, uploads the IMAGEs in the Likelihood tab, presses "Compute bits/dim", waits for a table row per
+// image and prints one JSON line: {rows: {name: [cells of its row]}, maps: number of bits maps shown,
+// offsite: [requests that left the app's host]}. Screenshots of the three tabs go to SHOTS_DIR (failure.png when a
+// step fails).
 const { chromium } = require("playwright-core");
 
-const [url, image, shots] = process.argv.slice(2);
+const [url, shots, ...images] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
 (async () => {
@@ -23,23 +24,28 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
       const u = r.url();
       if (/^https?:/.test(u) && new URL(u).host !== host) offsite.push(u);
     });
+    // Gradio 6 draws the table as a grid of divs (role=row with role=gridcell, one row per result) beside a hidden
+    // table it measures: the results are the grid's cells, by file name
+    await page.addInitScript(() => {
+      window.resultRows = () => Object.fromEntries([...document.querySelectorAll("#bpd-table [role=row]")]
+        .map((r) => [...r.querySelectorAll("[role=gridcell]")].map((c) => c.textContent.trim()))
+        .filter((cells) => cells.length > 0).map((cells) => [cells[0], cells]));
+    });
     await page.goto(url, { waitUntil: "domcontentloaded" });
     await page.getByRole("tab", { name: "Likelihood" }).click();
-    await page.locator("#upload input[type=file]").setInputFiles(image);
-    // the upload is done when the file's name is listed in the File component
-    const name = image.split("/").pop();
+    await page.locator("#upload input[type=file]").setInputFiles(images);
+    // the upload is done when every file's name is listed in the File component
+    const names = images.map((p) => p.split("/").pop());
     await page.waitForFunction(
-      (n) => (document.querySelector("#upload")?.innerText || "").replace(/\s/g, "").includes(n), name,
-      { timeout: 60000 });
+      (ns) => ns.every((n) => (document.querySelector("#upload")?.innerText || "").replace(/\s/g, "").includes(n)),
+      names, { timeout: 60000 });
     await page.locator("#bpd-button").click();
-    // Gradio 6 renders the cells' text outside innerText and adds empty helper cells: read textContent
+    await page.waitForFunction((ns) => ns.every((n) => n in window.resultRows()), names, { timeout: 240000 });
+    const rows = await page.evaluate(() => window.resultRows());
     await page.waitForFunction(
-      (n) => [...document.querySelectorAll("#bpd-table tbody tr")].some((r) => r.textContent.includes(n)), name,
-      { timeout: 120000 });
-    const row = (await page.locator("#bpd-table tbody tr").filter({ hasText: name }).first().locator("td")
-      .allTextContents())
-      .map((s) => s.trim()).filter((s) => s.length > 0);
-    await page.waitForTimeout(500);
+      (k) => document.querySelectorAll("#bits-map img").length >= k, names.length, { timeout: 60000 });
+    const maps = await page.locator("#bits-map img").count();
+    await page.waitForTimeout(1000);
     await page.screenshot({ path: `${shots}/likelihood.png`, fullPage: true });
 
     await page.getByRole("tab", { name: "Sample" }).click();
@@ -53,7 +59,7 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
     await page.getByRole("tab", { name: "Models" }).click();
     await page.waitForTimeout(500);
     await page.screenshot({ path: `${shots}/models.png`, fullPage: true });
-    console.log(JSON.stringify({ row, offsite }));
+    console.log(JSON.stringify({ rows, maps, offsite }));
   } catch (e) {
     await page.screenshot({ path: `${shots}/failure.png`, fullPage: true }).catch(() => {});
     throw e;

@@ -1,6 +1,7 @@
 """End to end in a real browser: headless Chromium (Debian's ``chromium``, driven by ``playwright-core`` from
-``tests/browser/upload.cjs``) opens the launched app, uploads a PNG, waits for the result and reads the table.
-Skipped, with the reason, where Chromium, node or playwright-core is missing (``.ci/run`` installs them)."""
+``tests/browser/upload.cjs``) opens the launched app, uploads a digit and a colour photo, waits for the results and
+reads the table. Skipped, with the reason, where Chromium, node or playwright-core is missing (``.ci/run`` installs
+them). ``SCOREZOO_SCREENSHOTS=DIR`` keeps the screenshots of the three tabs."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from PIL import Image
 
 pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
-from tests.test_app import launch, library_bpd, models, one_thread  # noqa: E402,F401
+from scorezoo.datasets import photo_path  # noqa: E402
+from tests.demo.test_app import EXACT_MAP, launch, library_bpd, models, one_thread  # noqa: E402,F401
 
-BROWSER_DIR = Path(__file__).parent / "browser"
+BROWSER_DIR = Path(__file__).parents[1] / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
@@ -42,18 +44,29 @@ def test_upload_in_chromium_shows_the_librarys_bits_per_dim(models, tmp_path):  
                     "(as .ci/run does)")
     png = tmp_path / "upload-me.png"
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (8, 8), dtype=np.uint8)).save(png)
+    # a 136×100 crop of the held-out photo chelsea: 6×8 patches of the 16×16 stand-in photo model, 8 columns and
+    # 4 rows of border cropped
+    photo = tmp_path / "cat.png"
+    Image.open(photo_path("chelsea")).convert("RGB").crop((160, 30, 296, 130)).save(photo)
     shots = Path(os.environ.get("SCOREZOO_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     demo, url = launch(models)
     try:
-        run = subprocess.run(["node", str(BROWSER_DIR / "upload.cjs"), url, str(png), str(shots)], env=env,
-                             capture_output=True, text=True, timeout=240)
+        run = subprocess.run(["node", str(BROWSER_DIR / "upload.cjs"), url, str(shots), str(png), str(photo)],
+                             env=env, capture_output=True, text=True, timeout=300)
     finally:
         demo.close()
     assert run.returncode == 0, f"browser run failed (screenshot in {shots}):\n{run.stderr[-2000:]}"
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    # the page's defaults: seed 0 and 4 dequantization draws
-    lib = library_bpd(models, png, 0, num_repeats=4)
-    assert result["row"][:3] == ["upload-me.png", f"{lib.bpd.item():.4f}", f"{lib.stderr.item():.4f}"]
+    # the page's defaults: the model picked per picture, seed 0, automatic draws (4 per digit, 1 per photo patch), the
+    # bits map on
+    lib = library_bpd(models, png, 0, num_repeats=4, **EXACT_MAP)
+    assert result["rows"]["upload-me.png"][:3] == ["upload-me.png", f"{lib.bpd.item():.4f}", f"{lib.stderr.item():.4f}"]
+    photo_model = next(m.name for m in models if m.name.endswith("tiny-photo"))
+    lib = library_bpd(models, photo, 0, name=photo_model, num_repeats=1, per_dimension=True, max_batch_size=256)
+    row = result["rows"]["cat.png"]
+    assert row[:3] == ["cat.png", f"{lib.bpd.item():.4f}", f"{lib.stderr.item():.4f}"]
+    assert f"{48 * 16 * 16:,}" in row and photo_model in row  # 6×8 patches of 16×16 pixels scored, by the photo model
+    assert result["maps"] == 2
     assert result["offsite"] == [], "the page asked for resources outside the app"
     assert {"likelihood.png", "sample.png", "models.png"} <= {p.name for p in shots.iterdir()}

@@ -1,0 +1,501 @@
+"""What the demo computes, without Gradio or matplotlib: the models it serves, the solver it uses, and one
+library call per uploaded file.
+
+Every number the app shows comes from :meth:`~scorezoo.pipeline.ScorePipeline.bits_per_dim` (one call per file:
+the bits/dim, its standard error, the bits accumulated along ODE time and the per-pixel bits map), from the
+pipeline's samplers and ``log_likelihood``, or from the registry (:func:`scorezoo.zoo.registry`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import zoo
+from ..compression import CODECS, codec_available, lossless_bits_per_dim
+from ..data import background_is_light, is_colour, load_image, tile_levels, untile
+from ..dequantization import bits_per_dim
+from ..pipeline import PIPELINE_CONFIG_NAME, ScorePipeline
+
+__all__ = ["DemoSettings", "ModelEntry", "zoo_models", "folder_model", "takes_colour", "card_markdown",
+           "registry_rows", "REGISTRY_HEADERS", "PipelineCache", "DemoContext", "AUTO", "Solver", "SOLVER_KEYS",
+           "solver_for", "choose_model", "ImageScore", "score_file", "density_grid", "cpu_count"]
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@dataclass
+class DemoSettings:
+    """Limits and solver options of the app.
+
+    Attributes:
+        ode_kwargs: solver arguments for every model (``method``, ``rtol``, ``atol``, ``options``, ``solver``, or
+            ``schedule``), passed to ``pipe.bits_per_dim`` and ``pipe.log_likelihood`` unchanged; ``None`` (default):
+            per model, its calibrated schedule when it has one and ``use_schedule`` is set, else the adaptive
+            solver at ``tol`` (see :func:`solver_for`).
+        tol: rtol and atol of the adaptive solver (dopri5) for models without a calibrated schedule. 1e-4 instead
+            of the library's 1e-5 makes the digits models' 4-draw bits/dim ~3x cheaper (~150 instead of ~500 score
+            evaluations) and moves it by at most ~0.003 bits/dim, 20x below the standard error over the draws.
+        use_schedule: take a model's calibrated schedule when it has one (fixed steps: fast, and each file's
+            answer independent of the batch).
+        max_exact_dims: the bits map uses the exact divergence (D backward passes per evaluation, no probe noise)
+            for models of up to this many dimensions (8×8 digits: 64), Hutchinson's per-dimension terms above
+            (photo patches: noisy but unbiased, at no extra cost); as ``scorezoo bpd --divergence auto``.
+        max_patch_batch: patches of a tiled photo per ODE solve (bounds the memory).
+        max_files: images per request.
+        max_file_size: upload limit, as Gradio's ``launch(max_file_size=...)``.
+        max_batch, max_steps, max_repeats: upper ends of the sliders, enforced on the server too.
+        default_repeats: dequantization draws per picture when none are asked for (``num_repeats=0``, the page's
+            *auto*); a model of photo patches takes one per patch instead (a tiled photo's standard error is over its
+            patches), as ``scorezoo bpd`` does.
+        max_points: upper end of the batch slider for a 2-D model (points are cheap, and a few hundred are
+            needed to see the density's shape).
+        density_grid: points per side of the 2-D density heatmap.
+        trajectory_points: times on [eps, T] at which the bits accumulated along the ODE are plotted (adaptive and
+            fixed-step solvers; a schedule reports them at its own steps).
+        concurrency_limit: requests served at once (default: the cores this process may use), each running torch
+            with ``torch_threads`` threads.
+        torch_threads: torch's intra-op threads per request: 1, so that concurrent requests use one core each
+            instead of fighting over all of them.
+        queue_size: requests that may wait.
+    """
+
+    ode_kwargs: dict | None = None
+    tol: float = 1e-4
+    use_schedule: bool = True
+    max_exact_dims: int = 256
+    max_patch_batch: int = 256
+    max_files: int = 16
+    max_file_size: str = "5mb"
+    max_batch: int = 64
+    max_points: int = 2048
+    max_steps: int = 2000
+    max_repeats: int = 16
+    default_repeats: int = 4
+    density_grid: int = 64
+    trajectory_points: int = 51
+    concurrency_limit: int = field(default_factory=cpu_count)
+    torch_threads: int = 1
+    queue_size: int = 32
+
+
+# -- the models ----------------------------------------------------------------------------------------
+@dataclass
+class ModelEntry:
+    """A model the app lists: its registry entry and where to load it from.
+
+    Attributes:
+        info: the zoo's :class:`~scorezoo.zoo.ZooEntry` (from the card; from ``pipeline_config.json`` for a
+            folder without one). ``info.status`` is ``"bundled"``, ``"cached"``, ``"remote"``, ``"folder"`` or
+            :data:`scorezoo.zoo.CONVERT_STATUS`.
+        source: a folder, or a Hub repo id complete in the local HF cache (loaded from the cache only); ``None``
+            for a model the offline app lists but cannot load.
+    """
+
+    info: zoo.ZooEntry
+    source: str | Path | None
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def folder(self) -> Path:
+        """The local folder of the model, never asking the Hub (a cached repo's snapshot).
+
+        Raises:
+            FileNotFoundError: a model with no local copy.
+        """
+        if self.source is None:
+            raise FileNotFoundError(f"{self.name} is on the Hub only; this offline app cannot load it.")
+        if Path(self.source).is_dir():
+            return Path(self.source)
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(self.source, local_files_only=True))
+        except LocalEntryNotFoundError:
+            raise FileNotFoundError(f"{self.source} is no longer in the local Hugging Face cache.") from None
+
+
+def zoo_models() -> tuple[list[ModelEntry], list[str]]:
+    """The zoo as :func:`scorezoo.zoo.registry` lists it: ``(entries, one line per card that was skipped)``."""
+    entries, problems = zoo.registry()
+    bundled = zoo.bundled_models()
+    source = {"bundled": lambda e: bundled[e.name], "cached": lambda e: e.repo_id}
+    return [ModelEntry(e, source[e.status](e) if e.status in source else None) for e in entries], problems
+
+
+def folder_model(folder: str | Path, taken: set[str] = frozenset()) -> ModelEntry:
+    """A pipeline folder given with ``--model``, read as the registry reads a bundled model: its card's
+    ``scorezoo:`` mapping (``README.md``), else the SDE and resolution of its ``pipeline_config.json``.
+
+    Named by its card; by the path as given without a card's name or when that name is ``taken`` (a run's
+    folder is often just ``pipeline``).
+
+    Raises:
+        FileNotFoundError: no ``pipeline_config.json`` in ``folder``.
+        ValueError: a card whose front matter cannot be read.
+    """
+    folder = Path(folder)
+    info = zoo.folder_entry(folder)
+    info.status = "folder"
+    if info.name in taken:
+        info.name = str(folder)
+    return ModelEntry(info, folder)
+
+
+def takes_colour(model: ModelEntry) -> bool:
+    """Whether a model with a local copy takes 3-channel pictures (``data_shape`` of its pipeline config)."""
+    config = json.loads((model.folder() / PIPELINE_CONFIG_NAME).read_text(encoding="utf-8"))
+    shape = config.get("data_shape") or []
+    return len(shape) == 3 and shape[0] == 3
+
+
+def card_markdown(model: ModelEntry) -> str:
+    """The card's Markdown body (front matter dropped); without a card, the model's pipeline config."""
+    if model.info.card:
+        from huggingface_hub import ModelCard
+
+        return ModelCard(Path(model.info.card).read_text(encoding="utf-8"), ignore_metadata_errors=True).text
+    if model.source is None:
+        return f"*{model.name} has no model card.*"
+    config = (model.folder() / PIPELINE_CONFIG_NAME).read_text(encoding="utf-8")
+    return f"*{model.name} has no model card.* Its `{PIPELINE_CONFIG_NAME}`:\n\n```json\n{config.strip()}\n```"
+
+
+# the eval split, a sentence on each card, is left to the card below the table
+REGISTRY_HEADERS = ["model", "status", "default", "SDE", "weighting", "dataset", "resolution", "parameters",
+                    "held-out (ODE)", "held-out (bound)"]
+
+
+def registry_rows(models: list[ModelEntry]) -> list[list[str]]:
+    """One row of strings per model under :data:`REGISTRY_HEADERS` (status :data:`scorezoo.zoo.CONVERT_STATUS`
+    shortened to ``"convert"``). The likelihood columns give what the card
+    measured: bits/dim for images (``"2.100 ± 0.010"``), nats per point for continuous data (``"2.301 ± 0.005
+    nats/point"``), or the authors' figure for a published checkpoint (``"3.16 (reported)"``)."""
+
+    def pm(v: float | None, e: float | None, unit: str = "") -> str | None:
+        return None if v is None else f"{v:.3f}" + (f" ± {e:.3f}" if e is not None else "") + unit
+
+    def column(e: zoo.ZooEntry, kind: str) -> str:
+        bpd = pm(getattr(e, f"bpd_{kind}"), getattr(e, f"bpd_{kind}_stderr"))
+        nll = pm(getattr(e, f"nll_{kind}"), getattr(e, f"nll_{kind}_stderr"), " nats/point")
+        reported = f"{e.bpd_reported:.2f} (reported)" if kind == "ode" and e.bpd_reported is not None else None
+        return bpd or nll or reported or "—"
+
+    return [[e.name, "convert" if e.status == zoo.CONVERT_STATUS else e.status, "✓" if e.default else "",
+             e.sde or "—", e.weighting or "—", e.dataset or "—", e.resolution or "—",
+             "—" if e.parameters is None else f"{e.parameters:,}", column(e, "ode"), column(e, "bound")]
+            for e in (m.info for m in models)]
+
+
+class PipelineCache:
+    """Loaded pipelines by name, safe to share between the threads that serve concurrent requests: a model is
+    loaded once (a per-name lock: two requests for a model being loaded wait for the one load), and at most
+    ``maxsize`` stay loaded (least recently used dropped).
+
+    The app only infers, so each pipeline's weights are frozen once at load (``requires_grad=False``): the
+    likelihood then never toggles them during a request, which concurrent requests would see.
+    """
+
+    def __init__(self, models: dict[str, ModelEntry], maxsize: int = 8):
+        self.models, self.maxsize = models, maxsize
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self._pipes: dict[str, ScorePipeline] = {}
+
+    def __call__(self, name: str) -> ScorePipeline:
+        """The pipeline ``name``.
+
+        Raises:
+            ValueError: a name that is not served.
+        """
+        if name not in self.models:
+            raise ValueError(f"unknown model {name!r}; choose one of {sorted(self.models)}.")
+        with self._lock:
+            if name in self._pipes:
+                self._pipes[name] = self._pipes.pop(name)  # most recently used last
+                return self._pipes[name]
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:
+            with self._lock:
+                if name in self._pipes:
+                    return self._pipes[name]
+            pipe = ScorePipeline.from_pretrained(self.models[name].folder())
+            if isinstance(pipe.network, torch.nn.Module):
+                pipe.network.requires_grad_(False)
+            with self._lock:
+                self._pipes[name] = pipe
+                while len(self._pipes) > self.maxsize:
+                    self._pipes.pop(next(iter(self._pipes)))
+            return pipe
+
+
+@dataclass
+class DemoContext:
+    """What every tab needs: the listed models, the served ones, the defaults, the settings and the pipelines.
+
+    Attributes:
+        models: every listed model (the Models tab).
+        names: the served ones (those with a local copy), in the order of ``models``.
+        default: the model selected first, and the one for grayscale pictures.
+        photo_default: the model for colour pictures, or ``None`` (then they get ``default``).
+    """
+
+    models: list[ModelEntry]
+    names: list[str]
+    default: str
+    photo_default: str | None
+    settings: DemoSettings
+    pipelines: PipelineCache
+
+    @classmethod
+    def create(cls, models: list[ModelEntry], default: str | None = None, photo_default: str | None = None,
+               settings: DemoSettings | None = None) -> "DemoContext":
+        """Check the models and fill in the defaults: ``default`` is the zoo's default model
+        (:func:`scorezoo.zoo.default_model`) when it is served, else the first served model; ``photo_default`` is
+        the zoo's photo model (:func:`scorezoo.zoo.default_photo_model`) when it is served, else ``None``.
+
+        Raises:
+            ValueError: no model to serve, two models of one name, or a default not among the served ones.
+        """
+        by_name = {m.name: m for m in models}
+        if len(by_name) < len(models):
+            raise ValueError(f"two models share a name: {sorted(m.name for m in models)}.")
+        names = [m.name for m in models if m.source is not None]
+        if not names:
+            raise ValueError("no models to serve: none bundled or cached, and none given (pass --model FOLDER).")
+        infos = [m.info for m in models]
+        if default is None:
+            default = zoo.default_model(infos)
+            default = default if default in names else names[0]
+        if photo_default is None:
+            photo_default = zoo.default_photo_model(infos)
+            photo_default = photo_default if photo_default in names else None
+        for what, name in (("default", default), ("photo", photo_default)):
+            if name is not None and name not in names:
+                raise ValueError(f"{what} model {name!r} is not among the served models {names}.")
+        return cls(models, names, default, photo_default, settings or DemoSettings(),
+                   PipelineCache({n: by_name[n] for n in names}))
+
+    def model(self, name: str) -> ModelEntry:
+        """The listed model ``name``.
+
+        Raises:
+            ValueError: an unknown name.
+        """
+        found = next((m for m in self.models if m.name == name), None)
+        if found is None:
+            raise ValueError(f"unknown model {name!r}.")
+        return found
+
+
+# -- the solver ----------------------------------------------------------------------------------------
+@dataclass
+class Solver:
+    """How the app solves the probability-flow ODE for one model: ``kwargs`` for ``pipe.bits_per_dim`` and
+    ``pipe.log_likelihood``, and ``text``, the same in words."""
+
+    kwargs: dict
+    text: str
+
+
+#: what ``DemoSettings.ode_kwargs`` may set
+SOLVER_KEYS = ("schedule", "method", "rtol", "atol", "options", "solver", "time_variable")
+
+
+def solver_for(pipe: ScorePipeline, settings: DemoSettings) -> Solver:
+    """The app's solver for ``pipe``: ``settings.ode_kwargs`` when given; else the model's calibrated schedule
+    (``schedule="calibrated"``: fixed steps, each file's answer independent of its batch) when it has one; else the
+    adaptive dopri5 solver at ``settings.tol``.
+
+    Raises:
+        ValueError: ``settings.ode_kwargs`` with other than the solver's arguments (:data:`SOLVER_KEYS`).
+    """
+    if settings.ode_kwargs is not None:
+        kw = dict(settings.ode_kwargs)
+        other = sorted(set(kw) - set(SOLVER_KEYS))
+        if other:
+            raise ValueError(f"DemoSettings.ode_kwargs takes the solver's arguments {SOLVER_KEYS}, not {other}: the "
+                             "divergence follows the bits map, the draws and the seed come from the page.")
+        if "schedule" in kw:
+            return Solver(kw, "the given schedule")
+        method = kw.get("method", "dopri5")
+        step = (kw.get("options") or {}).get("step_size")
+        if step:
+            return Solver(kw, f"{method}, step {step:g}")
+        return Solver(kw, f"{method}, rtol {kw.get('rtol', 1e-5):g}, atol {kw.get('atol', 1e-5):g}")
+    sch = pipe.likelihood_schedule
+    if sch is not None and settings.use_schedule:
+        return Solver({"schedule": "calibrated"},
+                      f"the model's calibrated schedule ({sch.method}, {sch.num_steps} fixed steps in "
+                      f"{sch.time_variable.replace('_', ' ')}, {sch.nfe} score evaluations)")
+    why = "no calibrated schedule" if sch is None else "schedule switched off"
+    return Solver({"rtol": settings.tol, "atol": settings.tol},
+                  f"adaptive dopri5, rtol {settings.tol:g}, atol {settings.tol:g} ({why})")
+
+
+# -- the Likelihood tab ----------------------------------------------------------------------------------
+#: the model dropdown's entry that picks a model per picture
+AUTO = "auto"
+
+
+def choose_model(file: str | Path, ctx: DemoContext) -> tuple[str, str]:
+    """``(model, why)`` for a picture under the ``auto`` choice: a colour picture gets the photo model, a
+    grayscale one (an 8×8-ish digit) the default model (:func:`scorezoo.data.is_colour`)."""
+    if not is_colour(file):
+        return ctx.default, "grayscale picture"
+    if ctx.photo_default is not None:
+        return ctx.photo_default, "colour picture: the photo model"
+    return ctx.default, "colour picture, but no photo model is installed: the default model, in grayscale"
+
+
+@dataclass
+class ImageScore:
+    """The Likelihood tab's result for one file, all from one ``pipe.bits_per_dim`` call.
+
+    Attributes:
+        name: the file's name; model: the model that scored it; why: why it was chosen (``""`` when picked).
+        transform: how the file became the model's input, with how a tiled photo's border was handled.
+        bpd, stderr: bits/dim and its standard error (over the draws; over the patches for a tiled photo; NaN
+            for one draw of an untiled picture).
+        num_repeats: dequantization draws (per patch when tiled); bpd_repeats: bits/dim of each.
+        nfe: score evaluations of the solve; seconds: wall time of the call.
+        pixels_scored, num_patches: as :class:`~scorezoo.pipeline.BitsPerDimResult`.
+        levels: ``(C, H, W)`` the pixels scored (the model's input, or the photo cropped to its whole patches).
+        num_levels: K of the model.
+        bits_map: ``(C, H, W)`` bits of each scored value (mean over the draws), or ``None``; its mean is ``bpd``.
+        times: ``(N,)`` ODE times of ``bpd_path``; bpd_path: ``(N, R)`` bits/dim accounted for by the flow up to
+            each time, per draw (0 at eps; at T the flow's share of ``bpd``).
+        dequantization_bpd: the dequantization offset ``log2(K / (hi - lo))`` in bits/dim (the rest of ``bpd``
+            is the prior's share).
+        lossless: by codec (those available here), bits/dim of the lossless coder for the same pixels; ``None``
+            for models of other than 256 levels.
+        light_background: a digits model's input with a light border (dark ink on paper: suggests ``invert``).
+        divergence: ``"exact"`` or ``"hutchinson"``.
+        call: the library call that gives these numbers.
+    """
+
+    name: str
+    model: str
+    why: str
+    transform: str
+    bpd: float
+    stderr: float
+    num_repeats: int
+    bpd_repeats: list[float]
+    nfe: int
+    seconds: float
+    pixels_scored: int
+    num_patches: int
+    levels: torch.Tensor
+    num_levels: int
+    bits_map: torch.Tensor | None
+    times: torch.Tensor | None
+    bpd_path: torch.Tensor | None
+    dequantization_bpd: float
+    lossless: dict[str, float | None]
+    light_background: bool
+    divergence: str
+    call: str
+
+    def as_dict(self) -> dict:
+        """The JSON of the app's raw results (no tensors)."""
+        return {"file": self.name, "model": self.model, "chosen_because": self.why or None,
+                "transform": self.transform, "bpd": self.bpd, "stderr": None if math.isnan(self.stderr) else
+                self.stderr, "bpd_repeats": self.bpd_repeats, "nfe": self.nfe, "seconds": self.seconds,
+                "pixels_scored": self.pixels_scored, "num_patches": self.num_patches,
+                **{f"{c}_bpd": v for c, v in self.lossless.items()}, "divergence": self.divergence,
+                "call": self.call}
+
+
+def score_file(pipe: ScorePipeline, file: str | Path, *, seed: int, settings: DemoSettings, num_repeats: int = 0,
+               bits_map: bool = True, invert: bool = False, model: str = "", why: str = "") -> ImageScore:
+    """Bits/dim of one picture file by one library call, ``pipe.bits_per_dim(file, num_repeats=num_repeats,
+    generator=torch.Generator().manual_seed(seed), ...)`` with the app's solver (:func:`solver_for`), so the file
+    gets the number the library gives it alone.
+
+    A model of photo patches scores a larger picture at its own resolution, tile by tile (``tile=None``); others
+    resize it. ``num_repeats=0``: one draw per patch for a model of photo patches, else
+    ``settings.default_repeats``. With ``bits_map`` the same call returns the per-dimension bits
+    (``per_dimension=True``), with the exact divergence up to ``settings.max_exact_dims`` dimensions and Hutchinson's
+    per-dimension terms above; without, Hutchinson's divergence.
+
+    Raises:
+        ValueError: a continuous-data or non-image model, or a file that cannot be read (the message names it).
+    """
+    if pipe.num_levels is None:
+        raise ValueError("this model is for continuous data: bits/dim of images do not apply. Pick an image "
+                         "model; the Sample tab shows this model's density.")
+    if len(pipe.data_shape) != 3:
+        raise ValueError(f"this model's data are not pictures (shape {tuple(pipe.data_shape)}).")
+    solver = solver_for(pipe, settings)
+    num_repeats = num_repeats or (1 if pipe.tiles_larger_images else settings.default_repeats)
+    divergence = "exact" if bits_map and pipe.dim <= settings.max_exact_dims else "hutchinson"
+    kwargs = {"divergence": divergence, "invert": bool(invert),
+              "max_batch_size": max(settings.max_patch_batch, num_repeats), **solver.kwargs}
+    if bits_map:
+        kwargs["per_dimension"] = True
+    call = (f"pipe.bits_per_dim(file, num_repeats={num_repeats}, generator=torch.Generator().manual_seed({seed}), "
+            + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")")
+    # a schedule reports the path at its own steps; the plot's times do not move an adaptive or fixed-step answer
+    times = None if "schedule" in kwargs else torch.linspace(pipe.eps, pipe.sde.T, settings.trajectory_points,
+                                                             dtype=torch.float64)
+    start = time.perf_counter()
+    res = pipe.bits_per_dim(str(file), num_repeats=num_repeats, generator=torch.Generator().manual_seed(int(seed)),
+                            times=times, **kwargs)
+    seconds = time.perf_counter() - start
+    # the pixels scored, for the picture shown and the lossless coders: the model's input, or the photo at its own
+    # resolution cropped to its whole patches
+    tiled = int(res.num_patches[0]) > 1 or "tiled" in res.transforms[0]
+    levels = load_image(str(file), data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=bool(invert),
+                        resize=not tiled).levels
+    if tiled:
+        tiles = tile_levels(levels, pipe.data_shape[1:])
+        levels = untile(tiles.patches, tiles.grid)
+    lossless = {c: lossless_bits_per_dim(levels, c) if pipe.num_levels == 256 else None for c in CODECS
+                if codec_available(c)}
+    dataset = str(pipe.extra_config.get("dataset", ""))
+    offset = bits_per_dim(torch.zeros(1, dtype=torch.float64), pipe.dim, num_levels=pipe.num_levels,
+                          data_range=pipe.data_range).item()
+    return ImageScore(
+        name=Path(file).name, model=model, why=why, transform=res.transforms[0], bpd=res.bpd[0].item(),
+        stderr=res.stderr[0].item(), num_repeats=num_repeats, bpd_repeats=res.bpd_repeats[:, 0].tolist(),
+        nfe=int(res.nfe[0]), seconds=seconds, pixels_scored=int(res.pixels_scored[0]),
+        num_patches=int(res.num_patches[0]), levels=levels, num_levels=pipe.num_levels,
+        bits_map=None if res.bits_maps is None else res.bits_maps[0], times=res.times,
+        bpd_path=None if res.bpd_path is None else res.bpd_path[:, :, 0],
+        dequantization_bpd=offset, lossless=lossless,
+        light_background="digits" in dataset and not invert and background_is_light(levels, pipe.num_levels),
+        divergence=divergence, call=call)
+
+
+# -- the Sample tab --------------------------------------------------------------------------------------
+def density_grid(pipe: ScorePipeline, n: int, solver: Solver) -> tuple[Any, Any, Any]:
+    """Exact ``log p_eps`` of a 2-D model on an ``n × n`` grid over its data range widened by 10 %.
+
+    Returns:
+        ``(xs (n,), ys (n,), logp (n, n))`` numpy arrays with ``logp[i, j]`` at ``(xs[j], ys[i])``, in nats.
+    """
+    lo, hi = pipe.data_range
+    pad = 0.1 * (hi - lo)
+    xs = torch.linspace(lo - pad, hi + pad, int(n), dtype=pipe.dtype)
+    gy, gx = torch.meshgrid(xs, xs, indexing="ij")
+    pts = torch.stack([gx.flatten(), gy.flatten()], 1)
+    logp = pipe.log_likelihood(pts, divergence="exact", **solver.kwargs).logp
+    return xs.numpy(), xs.numpy(), logp.view(int(n), int(n)).double().cpu().numpy()
