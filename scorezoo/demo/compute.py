@@ -425,7 +425,8 @@ class ImageScore:
 
 
 def score_file(pipe: ScorePipeline, file: str | Path, *, seed: int, settings: DemoSettings, num_repeats: int = 0,
-               bits_map: bool = True, invert: bool = False, model: str = "", why: str = "") -> ImageScore:
+               bits_map: bool = True, invert: bool = False, model: str = "", why: str = "",
+               dequantization: str = "uniform") -> ImageScore:
     """Bits/dim of one picture file by one library call, ``pipe.bits_per_dim(file, num_repeats=num_repeats,
     generator=torch.Generator().manual_seed(seed), ...)`` with the app's solver (:func:`solver_for`), so the file
     gets the number the library gives it alone.
@@ -434,7 +435,8 @@ def score_file(pipe: ScorePipeline, file: str | Path, *, seed: int, settings: De
     resize it. ``num_repeats=0``: one draw per patch for a model of photo patches, else
     ``settings.default_repeats``. With ``bits_map`` the same call returns the per-dimension bits
     (``per_dimension=True``), with the exact divergence up to ``settings.max_exact_dims`` dimensions and Hutchinson's
-    per-dimension terms above; without, Hutchinson's divergence.
+    per-dimension terms above; without, Hutchinson's divergence. ``dequantization="variational"`` draws the noise from
+    the model's trained dequantizer (a tighter upper bound; refused for a model without one).
 
     Raises:
         ValueError: a continuous-data or non-image model, or a file that cannot be read (the message names it).
@@ -447,7 +449,7 @@ def score_file(pipe: ScorePipeline, file: str | Path, *, seed: int, settings: De
     solver = solver_for(pipe, settings)
     num_repeats = num_repeats or (1 if pipe.tiles_larger_images else settings.default_repeats)
     divergence = "exact" if bits_map and pipe.dim <= settings.max_exact_dims else "hutchinson"
-    kwargs = {"divergence": divergence, "invert": bool(invert),
+    kwargs = {"divergence": divergence, "invert": bool(invert), "dequantization": dequantization,
               "max_batch_size": max(settings.max_patch_batch, num_repeats), **solver.kwargs}
     if bits_map:
         kwargs["per_dimension"] = True

@@ -83,7 +83,8 @@ def build_likelihood_tab(ctx: DemoContext) -> None:
         return paths
 
     @handler(settings.torch_threads)
-    def on_likelihood(files, name, seed, repeats, invert=False, bits_map=True, progress=gr.Progress()):
+    def on_likelihood(files, name, seed, repeats, invert=False, bits_map=True, variational=False,
+                      progress=gr.Progress()):
         paths = uploaded(files)
         if name != AUTO:
             ctx.pipelines(name)  # an unknown name fails before any work
@@ -94,7 +95,8 @@ def build_likelihood_tab(ctx: DemoContext) -> None:
             model, why = choose_model(path, ctx) if name == AUTO else (name, "")
             progress(i / len(paths), desc=f"{Path(path).name}: probability-flow ODE ({model})")
             scores.append(score_file(ctx.pipelines(model), path, seed=seed, num_repeats=repeats, settings=settings,
-                                     bits_map=bool(bits_map), invert=bool(invert), model=model, why=why))
+                                     bits_map=bool(bits_map), invert=bool(invert), model=model, why=why,
+                                     dequantization="variational" if variational else "uniform"))
         gallery = [(picture(s), f"{s.name}: {s.bpd:.3f} bits/dim") for s in scores]
         maps = []
         for s in scores:
@@ -124,6 +126,9 @@ def build_likelihood_tab(ctx: DemoContext) -> None:
                 bits_map = gr.Checkbox(True, label="bits map", elem_id="bits-map-switch",
                                        info=f"exact divergence up to {settings.max_exact_dims} values per picture "
                                             "(about 15× slower on the digits models), Hutchinson's terms above")
+                variational = gr.Checkbox(False, label="variational dequantization", elem_id="variational",
+                                          info="noise from the model's trained dequantizer (vp-mle-digits ships "
+                                               "one): a tighter upper bound than uniform noise")
                 go = gr.Button("Compute bits/dim", variant="primary", elem_id="bpd-button")
             with gr.Column(scale=2):
                 gr.Markdown("**The pixels scored** (the model's input; a photo at its own resolution)")
@@ -142,5 +147,5 @@ def build_likelihood_tab(ctx: DemoContext) -> None:
             trajectory = gr.Plot(label="bits along ODE time", format="png", show_label=False)
         with gr.Accordion("raw results (JSON)", open=False):
             raw = gr.JSON()
-        go.click(on_likelihood, [files, model, seed, repeats, invert, bits_map],
+        go.click(on_likelihood, [files, model, seed, repeats, invert, bits_map, variational],
                  [gallery, table, note, trajectory, maps, raw], api_name="bits_per_dim")

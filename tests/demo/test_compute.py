@@ -52,6 +52,20 @@ def test_a_digit_on_the_schedule_is_the_librarys_number(digits, tmp_path):
     assert torch.equal(score.times, lib.times) and (score.bpd_path[0] == 0).all()
 
 
+def test_variational_dequantization_is_the_librarys_and_refused_without_a_dequantizer(digits, tmp_path):
+    # vp-mle-digits ships a trained dequantizer: the app's variational number is the library's for the same call
+    levels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    Image.fromarray(levels).save(tmp_path / "d.png")
+    score = score_file(digits, tmp_path / "d.png", seed=1, settings=DemoSettings(), bits_map=False,
+                       dequantization="variational")
+    lib = digits.bits_per_dim(str(tmp_path / "d.png"), num_repeats=4, generator=torch.Generator().manual_seed(1),
+                              schedule="calibrated", dequantization="variational")
+    assert score.bpd == lib.bpd.item() and "dequantization='variational'" in score.call
+    with pytest.raises(ValueError, match="dequantizer"):
+        score_file(tiny_unet_pipeline(), tmp_path / "d.png", seed=1, settings=DemoSettings(ode_kwargs=FAST_ODE),
+                   bits_map=False, dequantization="variational")
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, ModelEntry]:
     root = tmp_path_factory.mktemp("models")
