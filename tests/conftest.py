@@ -30,3 +30,13 @@ def sde(request):
 def gaussian(sde):
     mean, cov = gaussian_params()
     return GaussianScore(sde, mean, cov)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny networks run faster on one thread than on a CPU shared with other work);
+    a test module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
