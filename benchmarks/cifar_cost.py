@@ -6,6 +6,8 @@ a field to follow. NFE of a trained model differ; the time per evaluation does n
 
     OMP_NUM_THREADS=1 python benchmarks/cifar_cost.py --images 2 --out benchmarks/results/cifar_cost.md
 
+(with scorezoo installed: ``pip install -e .``).
+
 Measured: ``ScorePipeline.bits_per_dim`` (adaptive dopri5, rtol = atol = 1e-5, Hutchinson divergence, one image per
 solve), its NFE, seconds per image and peak resident memory; and the seconds of one score evaluation with its
 vector-Jacobian product (what each NFE costs).
@@ -16,17 +18,15 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scorezoo import ScorePipeline, VPSDE  # noqa: E402
-from scorezoo.convert.configs import SCORE_SDE_CONFIGS, network_kwargs  # noqa: E402
-from scorezoo.models import NCSNpp  # noqa: E402
+from scorezoo import ScorePipeline, VPSDE
+from scorezoo.convert.configs import SCORE_SDE_CONFIGS, network_kwargs
+from scorezoo.models import NCSNpp
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:

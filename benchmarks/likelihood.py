@@ -13,7 +13,7 @@ every method at its own cheapest setting (fewest NFE, from a sweep) whose mean b
 its own tight solve ("matched accuracy"). A setting is a tolerance, or for ``scorezoo (calibrated)`` the target
 (bits/dim) of a fixed step schedule calibrated beforehand on training data, not on the benchmark's images.
 
-Run it in the peers' venv (benchmarks/requirements-peers.txt)::
+Run it in the peers' venv (benchmarks/requirements-peers.txt, with scorezoo installed by ``pip install -e .``)::
 
     python benchmarks/likelihood.py --out benchmarks/results/likelihood.md
 
@@ -36,12 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from scorezoo import ScorePipeline
+from scorezoo.dequantization import uniform_dequantize
+from scorezoo.likelihood import bits_per_dim
 
-from scorezoo import ScorePipeline  # noqa: E402
-from scorezoo.dequantization import uniform_dequantize  # noqa: E402
-from scorezoo.likelihood import bits_per_dim  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = ["scorezoo (calibrated)", "scorezoo", "scorezoo (torchode)", "k-diffusion", "flow_matching",
            "score_sde (scipy)"]
@@ -94,14 +93,14 @@ def schedule_path(args, target: float) -> Path:
 
 
 def calibrate(args, target: float) -> dict:
-    """Calibrate a schedule for ``target`` bits/dim on training data (not the benchmark's images): the
-    digits' training split as in train/calibrate_zoo.py, or fresh random images for the cifar workload."""
+    """Calibrate a schedule for ``target`` bits/dim on training data (not the benchmark's images): the digits'
+    training split as for the zoo (:func:`scorezoo.training.export.calibration_points`), or fresh random images for
+    the cifar workload."""
     from scorezoo.likelihood import calibrate_schedule
 
     pipe, _ = workload(args)
     if args.workload == "digits":
-        sys.path.insert(0, str(ROOT / "train"))
-        from calibrate_zoo import calibration_points
+        from scorezoo.training.export import calibration_points
 
         xc = calibration_points(pipe)
     else:
@@ -255,7 +254,10 @@ def independence(pipe, x, method, args) -> dict:
     batch = torch.cat([x[:1], outlier, x[2:]])
     alone, _ = run_method(method, pipe, x[:1], args.tol, args)
     together, _ = run_method(method, pipe, batch, args.tol, args)
-    to_bpd = lambda lp: bits_per_dim(lp.double(), pipe.dim, num_levels=pipe.num_levels, data_range=pipe.data_range)
+
+    def to_bpd(lp):
+        return bits_per_dim(lp.double(), pipe.dim, num_levels=pipe.num_levels, data_range=pipe.data_range)
+
     return {"alone": to_bpd(alone)[0].item(), "in_batch": to_bpd(together)[0].item()}
 
 
@@ -401,7 +403,8 @@ def main(argv=None) -> None:
     same = [row(m, [sweep[m, common(m)]], common(m)) for m in methods]
     best = [row(m, runs[m], chosen[m], f"{abs(indep[m]['alone'] - indep[m]['in_batch']):.1e}") for m in methods]
     header = (f"{args.workload}: {args.batch} images, {args.threads} threads, torch {torch.__version__}. Reference: "
-              + (f"scorezoo, exact divergence, rtol = atol = {args.exact_tol:g}: {ref_bpd:.4f} bits/dim (NFE {ref['nfe']})."
+              + (f"scorezoo, exact divergence, rtol = atol = {args.exact_tol:g}: {ref_bpd:.4f} bits/dim "
+                 f"(NFE {ref['nfe']})."
                  if ref else "none (exact divergence skipped: D backward passes per evaluation is too costly here)."))
 
     def table(rows, title, with_indep):

@@ -12,7 +12,7 @@ The names below are imported on first use, so that ``import scorezoo`` (and the 
 wait for torch, diffusers or torchdiffeq.
 """
 
-import importlib
+from .lazy import lazy_exports
 
 __version__ = "0.2.0"
 
@@ -22,18 +22,10 @@ _EXPORTS = {
     "log_likelihood": "likelihood", "likelihood_bound": "likelihood", "LikelihoodResult": "likelihood",
     "BoundResult": "likelihood", "LikelihoodSchedule": "likelihood", "calibrate_schedule": "likelihood",
     "bits_per_dim": "dequantization", "uniform_dequantize": "dequantization",
+    "VariationalDequantizer": "dequantization",
     "sample_ode": "sampling", "sample_em": "sampling", "sample_pc": "sampling",
     "ScoreModel": "models", "ScoreMLP": "models", "GaussianScore": "models",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -64,12 +64,13 @@ def load_digits() -> TrainingData:
     """sklearn's 8x8 handwritten digits (1797 images, 17 levels 0..16), split by :func:`heldout_mask`.
 
     Raises:
-        ImportError: scikit-learn is not installed (``pip install scorezoo[train]``).
+        ImportError: scikit-learn (a dependency of scorezoo) is not installed.
     """
     try:
         from sklearn.datasets import load_digits as _load
     except ImportError as e:
-        raise ImportError("the digits data set needs scikit-learn: pip install 'scorezoo[train]'.") from e
+        raise ImportError("the digits data set needs scikit-learn, a dependency of scorezoo: pip install "
+                          "scikit-learn.") from e
     images = torch.from_numpy(_load().images.astype(np.int64))[:, None]  # (1797, 1, 8, 8), levels 0..16
     mask = torch.from_numpy(heldout_mask(len(images)))
     return TrainingData("digits", images[~mask], images[mask], (1, 8, 8), 17, (-1.0, 1.0),
@@ -160,7 +161,7 @@ def photo_path(name: str) -> Path:
 
     Raises:
         ValueError: unknown name.
-        ImportError: the package that holds it is not installed (``pip install 'scorezoo[train]'``).
+        ImportError: the package that holds it is not installed (scikit-image: ``pip install 'scorezoo[train]'``).
     """
     import importlib.resources
 

@@ -5,11 +5,13 @@ A pipeline folder (local, or a Hub repo) holds::
     pipeline_config.json      the SDE, eps, data shape, levels, data range, parameterisation
     network/config.json                          the network's class name and constructor arguments
     network/diffusion_pytorch_model.safetensors  its weights (diffusers' names: plain diffusers loads them too)
+    dequantizer/config.json, dequantizer/diffusion_pytorch_model.safetensors
+                                                 a variational dequantizer (optional)
     README.md                                    the model card (optional)
 
 The walk of one image is a straight line: ``data.to_levels`` (decode, resize, quantise) ->
-``dequantization.uniform_dequantize`` -> ``likelihood.log_likelihood`` (probability-flow ODE with the
-model's ``score_fn``) -> ``dequantization.bits_per_dim``.
+``dequantization`` (uniform noise, or ``u ~ q(u | k)`` of the variational dequantizer) -> ``likelihood.log_likelihood``
+(probability-flow ODE with the model's ``score_fn``) -> ``dequantization.bits_per_dim``.
 """
 
 from __future__ import annotations
@@ -28,20 +30,24 @@ from torch import nn
 
 from . import __version__
 from .data import levels_to_uint8, to_levels
-from .dequantization import bits_per_dim, data_to_levels, uniform_dequantize
+from .dequantization import bits_per_dim, data_to_levels, dequantize
 from .likelihood import (LikelihoodResult, LikelihoodSchedule, calibrate_schedule, check_schedule, likelihood_bound,
                          log_likelihood)
 from .likelihood.ode import ADAPTIVE_METHODS, short_repr
 from .models import PARAMETERIZATIONS, ScoreModel, load_network, save_network
 from .sampling import get_sampler, get_times_uniform
 from .sde import SDE, get_sde
-from .utils import Generators, check_batch, check_generator, generator_rows
+from .utils import Generators, check_batch, check_generator, generator_rows, rand
 from .zoo import resolve_pretrained
 
-__all__ = ["ScorePipeline", "ScorePipelineOutput", "BitsPerDimResult", "PIPELINE_CONFIG_NAME", "NETWORK_FOLDER"]
+__all__ = ["ScorePipeline", "ScorePipelineOutput", "BitsPerDimResult", "PIPELINE_CONFIG_NAME", "NETWORK_FOLDER",
+           "DEQUANTIZER_FOLDER", "DEQUANTIZATIONS"]
 
 PIPELINE_CONFIG_NAME = "pipeline_config.json"
 NETWORK_FOLDER = "network"
+DEQUANTIZER_FOLDER = "dequantizer"
+#: the dequantizations :meth:`ScorePipeline.bits_per_dim` takes
+DEQUANTIZATIONS = ("uniform", "variational")
 
 
 @dataclass(repr=False)
@@ -124,9 +130,11 @@ class ScorePipeline:
         extra_config: other JSON-able metadata kept in the config (e.g. dataset, training command).
         likelihood_schedule: a fixed step schedule for fast likelihoods (:meth:`calibrate_likelihood_schedule`),
             a :class:`~scorezoo.likelihood.LikelihoodSchedule` or its dict; used with ``schedule="calibrated"``.
+        dequantizer: a :class:`~scorezoo.dequantization.VariationalDequantizer` trained for this model
+            (``train/train_dequantizer.py``), used by ``bits_per_dim(..., dequantization="variational")``.
 
     Raises:
-        ValueError: inconsistent arguments.
+        ValueError: inconsistent arguments (a dequantizer for other data).
     """
 
     def __init__(
@@ -144,6 +152,7 @@ class ScorePipeline:
         time_label: str = "t",
         extra_config: dict | None = None,
         likelihood_schedule: LikelihoodSchedule | dict | None = None,
+        dequantizer: nn.Module | None = None,
     ):
         sde.check_eps(eps)
         sde.check_eps(sampling_eps)
@@ -165,6 +174,7 @@ class ScorePipeline:
         if likelihood_schedule is not None:
             likelihood_schedule = check_schedule(likelihood_schedule, self.eps, sde.T)
         self.likelihood_schedule = likelihood_schedule
+        self.dequantizer = dequantizer
         self._progress_bar_config: dict = {}
 
     # -- properties ------------------------------------------------------------------------------------
@@ -184,6 +194,24 @@ class ScorePipeline:
     @property
     def dtype(self) -> torch.dtype:
         return self._first_tensor().dtype
+
+    @property
+    def dequantizer(self) -> nn.Module | None:
+        """The variational dequantizer used by ``bits_per_dim(..., dequantization="variational")``, or ``None``.
+        Setting it checks that it was made for this model's data shape and levels (else ``ValueError``)."""
+        return self._dequantizer
+
+    @dequantizer.setter
+    def dequantizer(self, dequantizer: nn.Module | None) -> None:
+        if dequantizer is not None:
+            cfg = dequantizer.config
+            if self.num_levels is None or tuple(cfg.data_shape) != self.data_shape or \
+                    int(cfg.num_levels) != self.num_levels:
+                raise ValueError(f"the dequantizer is for data of shape {tuple(cfg.data_shape)} with "
+                                 f"{cfg.num_levels} levels; this model takes {self.data_shape} with "
+                                 f"{self.num_levels} levels.")
+            dequantizer = dequantizer.eval()
+        self._dequantizer = dequantizer
 
     @property
     def dim(self) -> int:
@@ -210,8 +238,11 @@ class ScorePipeline:
         }
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "ScorePipeline":
-        """Move the network (in place) and return the pipeline."""
+        """Move the network and the dequantizer (in place) and return the pipeline."""
         self.model.to(device=device, dtype=dtype)
+        if self.dequantizer is not None:
+            # nn.Module's own to(): diffusers' ModelMixin.to warns about float32 modules whenever dtype is passed
+            nn.Module.to(self.dequantizer, device=device, dtype=dtype)
         return self
 
     def set_progress_bar_config(self, **kwargs) -> None:
@@ -238,6 +269,9 @@ class ScorePipeline:
             device: where to put the network (default CPU).
             torch_dtype: the network's dtype (default float32).
 
+        A ``dequantizer/`` subfolder, when there is one, is loaded too (the classes of
+        :data:`scorezoo.dequantization.DEQUANTIZERS` only, safetensors only).
+
         Raises:
             scorezoo.zoo.ModelNotFoundError: nothing found under that name (a ``FileNotFoundError``).
             ValueError: a folder whose config or weights are missing, corrupt or do not match.
@@ -261,18 +295,29 @@ class ScorePipeline:
             raise ValueError(f"{cfg_path} lacks {sorted(missing)}.")
         kwargs = {k: cfg[k] for k in known if k in cfg}
         extra = {k: v for k, v in cfg.items() if k not in known | {"sde"} and not k.startswith("_")}
+        dequantizer = None
+        if (folder / DEQUANTIZER_FOLDER).is_dir():
+            from .dequantization import load_dequantizer
+
+            try:
+                dequantizer = load_dequantizer(folder / DEQUANTIZER_FOLDER)
+            except FileNotFoundError as e:
+                raise ValueError(str(e)) from None
         try:
-            pipe = cls(network, get_sde(cfg["sde"]), extra_config=extra, **kwargs)
+            pipe = cls(network, get_sde(cfg["sde"]), extra_config=extra, dequantizer=dequantizer, **kwargs)
         except ValueError as e:
             raise ValueError(f"{cfg_path}: {e}") from None
         return pipe.to(device=device or "cpu", dtype=torch_dtype)
 
     def save_pretrained(self, save_directory: str | Path) -> None:
-        """Write the pipeline folder: ``pipeline_config.json`` and ``network/`` (diffusers' ``save_pretrained``)."""
+        """Write the pipeline folder: ``pipeline_config.json``, ``network/`` and, with a dequantizer,
+        ``dequantizer/`` (diffusers' ``save_pretrained``: ``config.json`` + ``diffusion_pytorch_model.safetensors``)."""
         d = Path(save_directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / PIPELINE_CONFIG_NAME).write_text(json.dumps(self.config, indent=2) + "\n")
         save_network(self.network, d / NETWORK_FOLDER)
+        if self.dequantizer is not None:
+            self.dequantizer.save_pretrained(str(d / DEQUANTIZER_FOLDER), safe_serialization=True)
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
                     commit_message: str = "Upload scorezoo pipeline", card: str | None = None) -> str:
@@ -527,6 +572,19 @@ class ScorePipeline:
                 out.append((li.levels[None], li.transform, None))
         return out
 
+    @torch.no_grad()
+    def _variational_draws(self, levels: torch.Tensor, v: torch.Tensor,
+                           max_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``u ~ q(u | k)`` from the uniform draws ``v: (N, R, *S)`` of levels ``(N, *S)``, ``max_batch_size`` at a
+        time: ``(u (N, R, *S), log q (N, R, *S))``, ``log q`` per dimension in nats (float64)."""
+        k = levels[:, None].expand(v.shape).flatten(0, 1)
+        flat = v.flatten(0, 1)
+        u, log_q = torch.empty_like(flat), torch.empty(flat.shape, dtype=torch.float64)
+        for sl in torch.arange(len(flat)).split(max_batch_size):
+            ub, lb = self.dequantizer(k[sl].to(self.device), flat[sl].to(self.device, self.dequantizer.dtype))
+            u[sl], log_q[sl] = ub.to(u.device, u.dtype), lb.double().cpu()
+        return u.view(v.shape), log_q.view(v.shape)
+
     def bits_per_dim(
         self,
         images: Any,
@@ -538,16 +596,20 @@ class ScorePipeline:
         max_batch_size: int = 64,
         tile: bool | None = None,
         invert: bool = False,
+        dequantization: str = "uniform",
         **kwargs,
     ) -> BitsPerDimResult:
-        """Bits/dim of integer images under the model, with uniform dequantization.
+        """Bits/dim of integer images under the model, with uniform or variational dequantization.
 
         For each of ``num_repeats`` draws ``u``, the images' levels ``k`` become ``x = lo + (hi-lo)(k+u)/K``
-        and ``bpd = (-log p_eps(x) - D log((hi-lo)/K)) / (D ln 2)`` (see
+        and ``bpd = (-log p_eps(x) + log q(u | k) - D log((hi-lo)/K)) / (D ln 2)`` (see
         :func:`scorezoo.dequantization.bits_per_dim`); the result is the mean over draws and its standard error.
-        Each is an upper bound on the image's bits/dim under the model's discrete distribution (uniform
-        dequantization; Theis et al. 2016) up to the solver's error, estimated without bias with Hutchinson's
-        divergence.
+        With ``dequantization="uniform"``, ``u ~ U[0, 1)^D`` and ``log q = 0`` (Theis et al. 2016); with
+        ``"variational"``, ``u ~ q(u | k)`` of the model's :attr:`dequantizer` (Ho et al. 2019, Flow++, eq. 11; MLE
+        paper, Sec. 6). Either mean is an upper bound on the image's bits/dim under the model's discrete distribution
+        up to the solver's error (estimated without bias with Hutchinson's divergence), the variational one tighter
+        when q is good. Both draw the same uniform numbers from ``generator`` (q transforms them), so the same seed
+        gives paired answers.
 
         A tiled picture is cut at its own resolution into model-size patches (no resize; the remainder strips at the
         right and bottom are cropped, see :func:`scorezoo.data.tile_levels`), every patch is scored, and its bits/dim
@@ -574,6 +636,8 @@ class ScorePipeline:
                 ``None`` (default) tiles those at least as large as the model when the model tiles by default
                 (:attr:`tiles_larger_images`), and resizes the rest.
             invert: pictures only: map each value ``v`` in [0, 1] to ``1 - v`` (see :func:`scorezoo.data.load_image`).
+            dequantization: ``"uniform"`` or ``"variational"`` (needs a model with a :attr:`dequantizer`; with
+                ``per_dimension=True`` each dimension's map also carries its share of ``log q``).
             kwargs: passed to :func:`scorezoo.likelihood.log_likelihood` (``schedule="calibrated"``, ``rtol``,
                 ``atol``, ``num_probes``, ``method``, ``options``, ``times``, ``per_dimension``...).
 
@@ -582,7 +646,7 @@ class ScorePipeline:
 
         Raises:
             ValueError: a continuous-data model, bad images (shape, values, unreadable files, a picture smaller than
-                one patch with ``tile=True``), bad options.
+                one patch with ``tile=True``), bad options, ``"variational"`` for a model without a dequantizer.
         """
         from tqdm.auto import tqdm
 
@@ -593,6 +657,12 @@ class ScorePipeline:
             raise ValueError(f"num_repeats must be an integer >= 1, got {num_repeats!r}.")
         if estimator not in ("ode", "bound"):
             raise ValueError(f"estimator must be 'ode' or 'bound', got {estimator!r}.")
+        if dequantization not in DEQUANTIZATIONS:
+            raise ValueError(f"dequantization must be one of {DEQUANTIZATIONS}, got {dequantization!r}.")
+        if dequantization == "variational" and self.dequantizer is None:
+            raise ValueError("this model has no variational dequantizer: train one with python "
+                             "train/train_dequantizer.py --pretrained <model> (docs/dequantization.md), or use "
+                             "dequantization='uniform'.")
         if isinstance(max_batch_size, bool) or int(max_batch_size) != max_batch_size or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}.")
         inputs = self._inputs(images, tile, invert)
@@ -601,10 +671,14 @@ class ScorePipeline:
         n, b, r = len(levels), len(inputs), int(num_repeats)
         check_generator(generator, b * r)
         # all draws first, so that one solve holds every draw of its inputs; with per-draw generators, row (p, j) of
-        # x (input p, draw j) draws from generator[owner[p] * r + j]
-        x = torch.stack([uniform_dequantize(levels, num_levels=self.num_levels, data_range=self.data_range,
-                                            generator=generator_rows(generator, owner * r + j), dtype=self.dtype)
-                         for j in range(r)], 1)
+        # the noise (input p, draw j) is drawn from generator[owner[p] * r + j]
+        v = torch.stack([rand(levels.shape, generator=generator_rows(generator, owner * r + j), device=levels.device,
+                              dtype=self.dtype) for j in range(r)], 1)
+        if dequantization == "variational":
+            u, log_q = self._variational_draws(levels, v, int(max_batch_size))
+        else:
+            u, log_q = v, None
+        x = dequantize(levels[:, None], u, num_levels=self.num_levels, data_range=self.data_range)
         bpd = torch.empty(n, r, dtype=torch.float64)
         nfe = torch.zeros(n, dtype=torch.long)
         per_dim, paths, times = [], [], None
@@ -622,6 +696,8 @@ class ScorePipeline:
                 logp, nfe[sl] = res.logp, res.nfe
                 if res.logp_per_dim is not None:
                     pd = -res.logp_per_dim.double().cpu() / math.log(2) + off
+                    if log_q is not None:
+                        pd = pd + log_q[sl].flatten(0, 1) / math.log(2)
                     per_dim.append(pd.view(len(sl), r, *self.data_shape).mean(1))
                 if res.delta_logp_path is not None:
                     times = res.times.cpu()
@@ -629,8 +705,9 @@ class ScorePipeline:
             else:
                 kwargs.setdefault("eps", self.eps)
                 logp = -likelihood_bound(self.model, self.sde, xb, generator=gen, **kwargs).nll
+            lq = None if log_q is None else log_q[sl].flatten(2).sum(2).flatten()
             bpd[sl] = bits_per_dim(logp.double().cpu(), self.dim, num_levels=self.num_levels,
-                                   data_range=self.data_range).view(len(sl), r)
+                                   data_range=self.data_range, log_q=lq).view(len(sl), r)
         # per image: the mean over its patches
         count = torch.bincount(owner, minlength=b).double()
 

@@ -34,8 +34,7 @@ def gaussian(sde):
 
 @pytest.fixture
 def one_thread():
-    """One torch thread for the test (tiny networks run faster on one thread than on a CPU shared with other work);
-    a test module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    """Tiny networks run faster on one thread than on a CPU shared with other work."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -219,3 +219,24 @@ def test_bpd_fast_uses_the_models_schedule(model_dir, tmp_path, capsys):
     for extra in (["--rtol", "1e-3"], ["--method", "euler"], ["--step-size", "0.1"]):
         code, _, err = run(capsys, "bpd", "--digits", "1", "--model", folder, "--fast", *extra)
         assert code == 2 and "drop --rtol, --atol, --method and --step-size" in err, extra
+
+
+def test_bpd_uses_the_schedule_by_default_and_the_exact_divergence_for_small_models(tmp_path, capsys):
+    """A model with a calibrated schedule is scored on it without --fast, with the exact divergence for an 8×8 model
+    (a single picture's number is then not mostly probe noise); --adaptive or solver options take the adaptive
+    solver, with Hutchinson's estimate."""
+    pytest.importorskip("sklearn")
+    from scorezoo.likelihood import LikelihoodSchedule
+
+    pipe = tiny_unet_pipeline()
+    pipe.extra_config["dataset"] = "digits"
+    pipe.likelihood_schedule = LikelihoodSchedule(torch.linspace(pipe.eps, 1.0, 3, dtype=torch.float64))
+    folder = _save(pipe, tmp_path / "scheduled")
+    code, out, _ = run(capsys, "bpd", "--digits", "1", "--model", folder, "-k", "1", "--json")
+    settings = json.loads(out)["settings"]
+    assert code == 0 and settings["schedule"]["steps"] == 2 and settings["divergence"] == "exact"
+    code, out, _ = run(capsys, "bpd", "--digits", "1", "--model", folder, "-k", "1", "--json", *FAST)
+    settings = json.loads(out)["settings"]
+    assert code == 0 and "schedule" not in settings and settings["divergence"] == "hutchinson"
+    code, _, err = run(capsys, "bpd", "--digits", "1", "--model", folder, "--fast", "--adaptive")
+    assert code == 2 and "not allowed with argument" in err

@@ -105,6 +105,7 @@ def _run(args, env, cwd):
                           cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_download_through_loopback_hub_then_offline(tmp_path):
     """`scorezoo bpd --model owner/name --revision v1` downloads through huggingface_hub's real path (model info,
     tree, HEAD + GET of each file) from a loopback Hub, skips the repo's pickle, and gives the bits/dim of the

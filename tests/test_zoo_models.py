@@ -101,6 +101,8 @@ def test_wheel_ships_the_bundled_models(tmp_path):
         for f in ("pipeline_config.json", "README.md", "network/config.json",
                   "network/diffusion_pytorch_model.safetensors"):
             assert f"scorezoo/bundled/{n}/{f}" in names
+    for f in ("config.json", "diffusion_pytorch_model.safetensors"):
+        assert f"scorezoo/bundled/vp-mle-digits/dequantizer/{f}" in names
 
 
 @pytest.mark.slow
@@ -138,8 +140,7 @@ def test_calibrated_schedules_agree_with_the_adaptive_solver():
 
 @pytest.mark.slow
 def test_checkerboard_density_integrates_to_one():
-    sys.path.insert(0, str(REPO / "train"))
-    from density_2d import density_on_grid
+    from scorezoo.training.evaluation import density_on_grid
 
     pipe = ScorePipeline.from_pretrained(BUNDLED_DIR / "vp-mle-checkerboard")
     _, dens, integral = density_on_grid(pipe, half_width=3.0, n=60, rtol=1e-4, atol=1e-4)

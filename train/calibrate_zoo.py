@@ -2,11 +2,11 @@
 
     python train/calibrate_zoo.py scorezoo/bundled/vp-mle-digits [more pipeline folders] [--target 0.002]
 
-For each pipeline folder: 64 training points of its data set (the digits' training split, dequantized with
-seed 1; a 2-D toy's training sample), :meth:`ScorePipeline.calibrate_likelihood_schedule` with Hutchinson
-probes of seed 0, then the folder's ``pipeline_config.json`` is rewritten with the schedule (the weights are
-untouched). ``make_zoo.py`` runs the same calibration when it packages a run (target 0.002 for images, 0.005
-for the 2-D toys, whose sharp edges would need more than 64 steps for 0.002).
+For each pipeline folder: :func:`scorezoo.training.export.calibrate` (64 training points of its data set, the
+digits' training split dequantized with seed 1 or a 2-D toy's training sample; Hutchinson probes of seed 0), then
+the folder's ``pipeline_config.json`` is rewritten with the schedule (the weights are untouched). ``make_zoo.py``
+runs the same calibration when it packages a run (target 0.002 for images, 0.005 for the 2-D toys, whose sharp
+edges would need more than 64 steps for 0.002).
 """
 
 from __future__ import annotations
@@ -14,36 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from scorezoo import ScorePipeline
-from scorezoo.datasets import load_dataset
-from scorezoo.dequantization import uniform_dequantize
 from scorezoo.pipeline import PIPELINE_CONFIG_NAME
-
-NUM_POINTS = 64
-
-
-def calibration_points(pipe: ScorePipeline) -> torch.Tensor:
-    """``(64, *S)`` training points of the pipeline's data set in its data space."""
-    data = load_dataset(str(pipe.extra_config["dataset"]))
-    train = data.train[:NUM_POINTS]
-    if data.num_levels is None:
-        return train.to(pipe.dtype)
-    return uniform_dequantize(train, num_levels=data.num_levels, data_range=data.data_range,
-                              generator=torch.Generator().manual_seed(1), dtype=pipe.dtype)
-
-
-def calibrate(pipe: ScorePipeline, target: float) -> dict:
-    """Calibrate ``pipe``'s schedule in place; returns a summary (steps, NFE, estimate, seconds)."""
-    t0 = time.perf_counter()
-    sch = pipe.calibrate_likelihood_schedule(calibration_points(pipe), target=target,
-                                             generator=torch.Generator().manual_seed(0))
-    return {"steps": sch.num_steps, "nfe": sch.nfe, "estimated_error_bpd": round(sch.estimated_error, 5),
-            "seconds": round(time.perf_counter() - t0, 1)}
+from scorezoo.training.export import calibrate
 
 
 def main(argv=None) -> None:

@@ -2,9 +2,9 @@
 
     python train/density_2d.py runs/vp-mle-checkerboard/pipeline --out runs/vp-mle-checkerboard/density
 
-The density is ``exp(log p_eps(x))`` from the probability-flow ODE with the exact divergence (cheap in 2-D),
-evaluated at the centres of an ``n x n`` grid on ``[-L, L]^2``; the integral is the midpoint rule
-``sum p(x_ij) h^2``. A density pushed through an ODE flow integrates to 1 exactly, so the distance to 1 measures
+The density and its integral come from :func:`scorezoo.training.evaluation.density_on_grid`: ``exp(log p_eps(x))``
+by the probability-flow ODE with the exact divergence at the centres of an ``n x n`` grid on ``[-L, L]^2``, summed
+by the midpoint rule. A density pushed through an ODE flow integrates to 1 exactly, so the distance to 1 measures
 the solver's error plus the mass outside the box and the rule's error.
 """
 
@@ -19,25 +19,7 @@ import torch
 
 from scorezoo import ScorePipeline
 from scorezoo.datasets import sample_toy
-
-
-def density_on_grid(pipe: ScorePipeline, half_width: float = 3.0, n: int = 200, batch: int = 10_000,
-                    rtol: float = 1e-5, atol: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """``(centres (n*n, 2), density (n*n,), integral)`` of a 2-D pipeline on ``[-L, L]^2``.
-
-    Raises:
-        ValueError: a pipeline whose data are not 2-D.
-    """
-    if pipe.data_shape != (2,):
-        raise ValueError(f"need a 2-D model, this one has data shape {pipe.data_shape}.")
-    h = 2 * half_width / n
-    c = -half_width + h * (torch.arange(n, dtype=torch.float32) + 0.5)
-    xx, yy = torch.meshgrid(c, c, indexing="xy")
-    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
-    logp = torch.cat([pipe.log_likelihood(b, divergence="exact", rtol=rtol, atol=atol).logp.double()
-                      for b in pts.split(batch)])
-    dens = logp.exp()
-    return pts, dens, float(dens.sum() * h * h)
+from scorezoo.training.evaluation import density_on_grid
 
 
 def main() -> None:

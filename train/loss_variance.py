@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_mle  # noqa: E402
-
-from scorezoo import ScorePipeline  # noqa: E402
-from scorezoo.dequantization import uniform_dequantize  # noqa: E402
-from scorezoo.losses import dsm_loss  # noqa: E402
-from scorezoo.models import ScoreModel  # noqa: E402
+from scorezoo import ScorePipeline, get_sde
+from scorezoo.dequantization import uniform_dequantize
+from scorezoo.losses import dsm_loss
+from scorezoo.models import ScoreModel
+from scorezoo.training import build_and_check_network, load_config, load_data
 
 
 @torch.no_grad()
@@ -53,11 +50,10 @@ def main() -> None:
     ap.add_argument("--num_samples", type=int, default=8192)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = train_mle.load_config(args.config)
-    data = train_mle.load_data(cfg)
+    cfg = load_config(args.config)
+    data = load_data(cfg)
     torch.manual_seed(int(cfg["seed"]))  # the training run's initialisation (accelerate's set_seed)
-    init_net = train_mle.build_and_check_network(cfg, data)
-    from scorezoo import get_sde
+    init_net = build_and_check_network(cfg, data)
     models = {"init": ScoreModel(init_net.eval(), get_sde(cfg["sde"]), cfg["parameterization"]),
               "trained": ScorePipeline.from_pretrained(args.pipeline).model}
     eps = float(cfg["eps"])

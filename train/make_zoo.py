@@ -1,12 +1,14 @@
-"""Turn finished runs into the zoo: model cards in ``cards/`` and pipeline folders in ``scorezoo/bundled/``.
+"""Turn finished runs into the zoo: pipeline folders with their model cards in ``scorezoo/bundled/``.
 
     python train/make_zoo.py --runs runs
 
 For each model of :data:`ZOO` it reads ``runs/<name>/{results.json, config.yaml, log.jsonl, pipeline/}``, renders
 the card (with the digits ablation table, the loss-variance numbers and the 2-D density check when present),
-writes it to ``cards/<name>.md`` and to ``scorezoo/bundled/<name>/README.md`` (byte-identical), and re-saves the
-pipeline there with the canonical training command and a calibrated likelihood schedule
-(``calibrate_zoo.py``) in its config. It also writes ``runs/zoo_table.md``.
+re-saves the pipeline to ``scorezoo/bundled/<name>/`` with the canonical training command and a calibrated
+likelihood schedule (:func:`scorezoo.training.export.calibrate`) in its config, and writes the card there as
+``README.md``: the one copy, which the zoo's registry reads. A variational dequantizer trained by
+``train/train_dequantizer.py`` into ``runs/deq-<name>/`` is bundled with its model (``dequantizer/``) and its held-out
+ODE result fills the table's "variational" column. It also writes ``runs/zoo_table.md``.
 """
 
 from __future__ import annotations
@@ -15,16 +17,14 @@ import argparse
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibrate_zoo import calibrate  # noqa: E402
-from cards import ablation_table, render_card  # noqa: E402
-
-from scorezoo import ScorePipeline  # noqa: E402
+from scorezoo import ScorePipeline
+from scorezoo.dequantization import load_dequantizer
+from scorezoo.training.cards import ablation_table, dequantizer_section, render_card
+from scorezoo.training.export import calibrate
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATION = ["vp-baseline-digits", "vp-lw-digits", "vp-mle-digits"]
@@ -66,6 +66,9 @@ def main() -> None:
             r = dict(results[n])
             if ref is not None and n != REFERENCE:
                 r["paired"] = _paired(r["eval"]["per_item_ode"], ref["eval"]["per_item_ode"])
+            deq = runs / f"deq-{n}" / "results.json"
+            if deq.is_file() and "ode" in json.loads(deq.read_text())["eval"]:
+                r["variational"] = json.loads(deq.read_text())["eval"]["ode"]
             rows.append(r)
     table = ablation_table(rows) if rows else None
 
@@ -89,10 +92,23 @@ def main() -> None:
                   "both tend to come out low (a heavy tail), so the ratio more likely understates than overstates the "
                   "variance reduction."]
         extra["vp-mle-digits"] = extra["vp-lw-digits"] = "\n".join(lines)
+    for n in ABLATION:
+        deq = runs / f"deq-{n}"
+        if (deq / "results.json").is_file():
+            res = json.loads((deq / "results.json").read_text())
+            cfg = yaml.safe_load((deq / "config.yaml").read_text())
+            rates = [json.loads(line).get("steps_per_s") for line in (deq / "log.jsonl").read_text().splitlines()]
+            rates = [r for r in rates if r]
+            rate = rates[len(rates) // 2]
+            budget = (f"{cfg['max_train_steps']} steps × batch {cfg['batch_size']} on 1 CPU thread of a shared 2-core "
+                      f"machine, median {rate:.2f} steps/s while other jobs ran "
+                      f"(≈{cfg['max_train_steps'] / rate / 60:.0f} min of wall time).")
+            extra[n] = "\n\n".join(filter(None, [extra.get(n, ""), dequantizer_section(res, cfg, budget)]))
+    figures: dict[str, Path] = {}
     dens = runs / "vp-mle-checkerboard" / "density.json"
     if dens.is_file():
         d = json.loads(dens.read_text())
-        shutil.copyfile(dens.with_suffix(".png"), REPO / "cards" / "vp-mle-checkerboard.png")
+        figures["vp-mle-checkerboard"] = dens.with_suffix(".png")
         extra["vp-mle-checkerboard"] = "\n".join([
             "### Density on a grid", "",
             "![data and model density](vp-mle-checkerboard.png)", "",
@@ -101,13 +117,13 @@ def main() -> None:
             "runs/vp-mle-checkerboard/pipeline --out runs/vp-mle-checkerboard/density --n 160 --tol 1e-4`. "
             "The held-out NLL above cannot go below the data's entropy, log 8 = 2.079 nats/point."])
 
-    (REPO / "cards").mkdir(exist_ok=True)
     for n, res in results.items():
         cfg = yaml.safe_load((runs / n / "config.yaml").read_text())
         card = render_card(res, cfg, table=table if n in ABLATION else None, body_extra=extra.get(n, ""),
                            budget=_budget(runs / n, res))
-        (REPO / "cards" / f"{n}.md").write_text(card)
         pipe = ScorePipeline.from_pretrained(runs / n / "pipeline")
+        if (runs / f"deq-{n}" / "dequantizer").is_dir():
+            pipe.dequantizer = load_dequantizer(runs / f"deq-{n}" / "dequantizer")
         pipe.extra_config["training_command"] = f"accelerate launch train/train_mle.py --config train/configs/{n}.yaml"
         # 2-D toys have sharp edges: 0.002 bits/dim would take more than 64 steps there
         target = 0.002 if pipe.num_levels is not None else 0.005
@@ -117,6 +133,8 @@ def main() -> None:
             shutil.rmtree(dest)
         pipe.save_pretrained(dest)
         (dest / "README.md").write_text(card)
+        if n in figures:
+            shutil.copyfile(figures[n], dest / f"{n}.png")
         for f in dest.rglob("*"):
             if f.is_file():
                 f.chmod(0o644)  # safetensors writes 0600; installed package data must be readable by all

@@ -1,5 +1,8 @@
 """``scorezoo bpd``: bits/dim of pictures (and of held-out digits) under a model, beside PNG and WebP.
 
+``--dequantization variational`` draws the dequantization noise from the model's trained dequantizer q(u | k)
+instead of uniform noise (a tighter bound; docs/dequantization.md).
+
 Every picture goes through the one transform of :mod:`scorezoo.data`. A model of photo patches scores a larger
 picture at its own resolution, tile by tile; other pictures are resized to the model. Without ``--model`` a colour
 photo gets the zoo's photo model and a small grayscale picture the default (digits) model, and the choice is printed.
@@ -26,8 +29,8 @@ ADAPTIVE = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2")
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bpd", parents=[common_parent(), model_parent()], help="bits/dim of pictures under a model",
-                       description="Bits/dim of each picture by the probability-flow ODE, with uniform "
-                                   "dequantization, beside PNG and WebP lossless for photos.")
+                       description="Bits/dim of each picture by the probability-flow ODE, with uniform (or the "
+                                   "model's variational) dequantization, beside PNG and WebP lossless for photos.")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="picture files of any size and mode")
     p.add_argument("--digits", type=positive_int, metavar="N",
                    help="also score the first N held-out sklearn digits (index %% 6 == 0)")
@@ -36,7 +39,11 @@ def add_parser(sub) -> None:
                         "photo's standard error is over its patches)")
     p.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",
                    help=f"divergence of the score: exact (D backward passes), Hutchinson (one), or auto (default: "
-                        f"exact up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, else Hutchinson)")
+                        f"exact on a calibrated schedule up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, "
+                        "so that a picture's number is not mostly probe noise; else Hutchinson)")
+    p.add_argument("--dequantization", choices=("uniform", "variational"), default="uniform",
+                   help="uniform noise (default), or u ~ q(u | k) of the model's trained dequantizer: a tighter upper "
+                        "bound, for models that ship one (dequantizer/ in the model folder)")
     p.add_argument("--invert", action="store_true",
                    help="invert the pictures (v -> 1 - v): for dark ink on light paper under the digits models")
     p.add_argument("--rtol", type=positive_float, default=None, help="ODE relative tolerance (default 1e-5)")
@@ -47,9 +54,14 @@ def add_parser(sub) -> None:
                    help="pictures per ODE solve (default 1: each picture's result and NFE are its own)")
     p.add_argument("--patch-batch", type=positive_int, default=256,
                    help="patches of a tiled photo per solve (default 256; bounds the memory)")
-    p.add_argument("--fast", action="store_true",
-                   help="fixed steps on the model's calibrated schedule (vp-mle-digits: 44 evaluations instead of "
-                        "about 460, within 0.01 bits/dim)")
+    solve = p.add_mutually_exclusive_group()
+    solve.add_argument("--fast", action="store_true",
+                       help="fixed steps on the model's calibrated schedule (the default when the model has one; "
+                            "vp-mle-digits: 44 evaluations instead of about 460, within 0.01 bits/dim); an error "
+                            "without one")
+    solve.add_argument("--adaptive", action="store_true",
+                       help="the adaptive solver (dopri5, rtol = atol = 1e-5) even when the model has a schedule; "
+                            "implied by --rtol, --atol, --method, --step-size")
     tiling = p.add_mutually_exclusive_group()
     tiling.add_argument("--tile", dest="tile", action="store_const", const=True, default=None,
                         help="score every picture at its own resolution, tile by tile (default for models of photo "
@@ -120,8 +132,9 @@ def _choose_model(args: argparse.Namespace, path: str) -> tuple[str, str]:
 def _solver(args: argparse.Namespace, pipe, name: str) -> tuple[dict, str, dict]:
     """``(keyword arguments of bits_per_dim, the solver in words, its JSON settings)``."""
     settings: dict = {}
-    if args.fast:
-        sch = pipe.likelihood_schedule
+    solver_given = any(v is not None for v in (args.rtol, args.atol, args.method, args.step_size))
+    sch = pipe.likelihood_schedule
+    if args.fast or (sch is not None and not args.adaptive and not solver_given):
         if sch is None:
             raise CLIError(f"{name} has no calibrated likelihood schedule, so --fast cannot be used; drop --fast "
                            "(or calibrate one: ScorePipeline.calibrate_likelihood_schedule).", EXIT_USAGE)
@@ -174,10 +187,14 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
     if any(i.levels is not None for i in items) and (pipe.data_shape != (1, 8, 8) or pipe.num_levels != 17):
         raise CLIError(f"--digits needs a model of 8×8×1 pictures with 17 levels; {name} takes {pipe.data_shape} "
                        f"with {pipe.num_levels} levels.", EXIT_USAGE)
+    if args.dequantization == "variational" and pipe.dequantizer is None:
+        raise CLIError(f"{name} has no variational dequantizer: train one with python train/train_dequantizer.py "
+                       f"--pretrained {name} (docs/dequantization.md), or drop --dequantization variational.",
+                       EXIT_USAGE)
     kw, solver_text, settings = _solver(args, pipe, name)
     divergence = args.divergence
     if divergence == "auto":
-        divergence = "exact" if pipe.dim <= AUTO_EXACT_MAX_DIM else "hutchinson"
+        divergence = "exact" if pipe.dim <= AUTO_EXACT_MAX_DIM and "schedule" in kw else "hutchinson"
     # a tiled photo's standard error is over its patches, so one draw per patch is enough
     repeats = args.num_repeats or (1 if pipe.tiles_larger_images and args.tile is not False else 4)
     dataset = str(pipe.extra_config.get("dataset", ""))
@@ -209,7 +226,7 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
             res = pipe.bits_per_dim(src, num_repeats=repeats, divergence=divergence, tile=args.tile,
                                     invert=args.invert, generator=torch.Generator().manual_seed(args.seed),
                                     max_batch_size=max(args.patch_batch, repeats * len(batch)),
-                                    per_dimension=bool(args.bits_map), **kw)
+                                    per_dimension=bool(args.bits_map), dequantization=args.dequantization, **kw)
         except Exception as e:  # one picture's failed solve must not stop the others
             if debug or not isinstance(e, (ValueError, AssertionError, RuntimeError)):
                 raise
@@ -252,7 +269,8 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
     entry = next((e for e in zoo.registry()[0] if e.name == name), None)
     return {"model": name, "source": where, "data_shape": list(pipe.data_shape), "num_levels": pipe.num_levels,
             "sde": pipe.sde.name, "solver": solver_text, "settings": {**settings, "divergence": divergence,
-                                                                       "num_repeats": repeats},
+                                                                       "num_repeats": repeats,
+                                                                       "dequantization": args.dequantization},
             "uniform_bpd": math.log2(pipe.num_levels), "tiles": pipe.tiles_larger_images,
             "card_bpd": None if entry is None else entry.bpd_ode, "eval_split": None if entry is None else
             entry.eval_split}
@@ -336,7 +354,7 @@ def _print(args: argparse.Namespace, headers: list[dict], results: list[dict], f
         print(f"scale      uniform noise over the {h['num_levels']} levels: {h['uniform_bpd']:.3f} bits/dim{card}")
         s = h["settings"]
         print(f"estimator  probability-flow ODE ({h['solver']}), {s['divergence']} divergence, {s['num_repeats']} "
-              f"dequantization draw(s) per picture (per patch when tiled), seed {args.seed}")
+              f"{s['dequantization']} dequantization draw(s) per picture (per patch when tiled), seed {args.seed}")
         resize = "at its own resolution, tile by tile, if larger" if h["tiles"] and args.tile is not False else \
             f"centre-crop + resize to {w}×{hh} (exact for integer factors)"
         print(f"transform  EXIF orientation, transparency over {'white' if args.invert else 'black'}, "

@@ -77,7 +77,9 @@ def likelihood_bound(
         max_batch_size: at most this many (sample, time) pairs through the network at once.
 
     Returns:
-        :class:`BoundResult`, values ``(B,)`` in nats.
+        :class:`BoundResult`, values ``(B,)`` in nats. When ``x`` requires grad (and grad mode is on), ``nll`` is
+        differentiable with respect to ``x``, through the score too (to train a variational dequantizer on the bound);
+        otherwise no graph is recorded.
 
     Raises:
         ValueError: bad ``x``, ``eps`` outside (0, T), or ``num_time_points < 1``.
@@ -89,7 +91,7 @@ def likelihood_bound(
         raise ValueError("num_time_points and num_decoder_samples must be >= 1.")
     b, d = x.shape[0], x[0].numel()
     dev, dt = x.device, x.dtype
-    x = x.detach()
+    grad = torch.is_grad_enabled() and x.requires_grad
 
     # prior term, closed form: E||x_T||^2 = alpha_T^2 ||x||^2 + sigma_T^2 D
     tT = torch.tensor([sde.T], dtype=torch.float64)
@@ -106,7 +108,7 @@ def likelihood_bound(
     t_all, w_all = sde.sample_importance_weighted_time(b * n, eps, u=u, device=dev)
     idx_all = torch.arange(b, device=dev).repeat_interleave(n)
     vals = torch.empty(b * n, dtype=torch.float64, device=dev)
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         for sl in torch.arange(b * n, device=dev).split(max_batch_size):
             t, w, xi = t_all[sl].to(dt), w_all[sl].double(), x[idx_all[sl]]
             z = randn(xi.shape, generator=generator_rows(generator, idx_all[sl]), device=dev, dtype=dt)
@@ -124,7 +126,7 @@ def likelihood_bound(
 
     # decoder term at eps (Tweedie mean), minus the entropy of p_0eps(.|x)
     m = num_decoder_samples
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         xr = x.repeat_interleave(m, 0)
         z = randn(xr.shape, generator=generator_rows(generator, torch.arange(b).repeat_interleave(m)), device=dev,
                   dtype=dt)

@@ -254,13 +254,12 @@ class _Downsample(nn.Module):
         return self.Conv2d_0(x) if self.with_conv else downsample_2d(x, self.fir_kernel)
 
 
-class _ResnetBlockDDPMpp(nn.Module):
-    """DDPM's residual block with the time embedding added after the first conv."""
+class _ResnetBlock(nn.Module):
+    """The layers both residual blocks share, created in the official order (score_sde's EMA lists parameters in
+    that order): GroupNorm, conv, the time embedding's dense layer, GroupNorm, dropout, conv."""
 
-    def __init__(self, act: nn.Module, in_ch: int, out_ch: int | None, temb_dim: int, dropout: float,
-                 skip_rescale: bool, init_scale: float):
+    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float, init_scale: float):
         super().__init__()
-        out_ch = out_ch or in_ch
         self.GroupNorm_0 = _group_norm(in_ch)
         self.Conv_0 = _conv(in_ch, out_ch)
         self.Dense_0 = nn.Linear(temb_dim, out_ch)
@@ -269,6 +268,15 @@ class _ResnetBlockDDPMpp(nn.Module):
         self.GroupNorm_1 = _group_norm(out_ch)
         self.Dropout_0 = nn.Dropout(dropout)
         self.Conv_1 = _conv(out_ch, out_ch, init_scale=init_scale)
+
+
+class _ResnetBlockDDPMpp(_ResnetBlock):
+    """DDPM's residual block with the time embedding added after the first conv."""
+
+    def __init__(self, act: nn.Module, in_ch: int, out_ch: int | None, temb_dim: int, dropout: float,
+                 skip_rescale: bool, init_scale: float):
+        out_ch = out_ch or in_ch
+        super().__init__(in_ch, out_ch, temb_dim, dropout, init_scale)
         if in_ch != out_ch:
             self.NIN_0 = _NIN(in_ch, out_ch)
         self.act, self.skip_rescale, self.out_ch = act, skip_rescale, out_ch
@@ -282,22 +290,14 @@ class _ResnetBlockDDPMpp(nn.Module):
         return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
 
 
-class _ResnetBlockBigGANpp(nn.Module):
+class _ResnetBlockBigGANpp(_ResnetBlock):
     """BigGAN's residual block; it resamples (``up``/``down``) both branches inside."""
 
     def __init__(self, act: nn.Module, in_ch: int, out_ch: int | None, temb_dim: int, dropout: float,
                  skip_rescale: bool, init_scale: float, fir: bool, fir_kernel: tuple[int, ...],
                  up: bool = False, down: bool = False):
-        super().__init__()
         out_ch = out_ch or in_ch
-        self.GroupNorm_0 = _group_norm(in_ch)
-        self.Conv_0 = _conv(in_ch, out_ch)
-        self.Dense_0 = nn.Linear(temb_dim, out_ch)
-        _default_init_(self.Dense_0.weight)
-        nn.init.zeros_(self.Dense_0.bias)
-        self.GroupNorm_1 = _group_norm(out_ch)
-        self.Dropout_0 = nn.Dropout(dropout)
-        self.Conv_1 = _conv(out_ch, out_ch, init_scale=init_scale)
+        super().__init__(in_ch, out_ch, temb_dim, dropout, init_scale)
         if in_ch != out_ch or up or down:
             self.Conv_2 = _conv(in_ch, out_ch, kernel=1)
         self.act, self.skip_rescale, self.up, self.down = act, skip_rescale, up, down

@@ -44,15 +44,16 @@ NETWORKS: dict[str, tuple[str, str]] = {
 }
 
 
-def get_network_class(name: str) -> type:
-    """The class of :data:`NETWORKS` called ``name``.
+def get_network_class(name: str, *, registry: dict[str, tuple[str, str]] = NETWORKS, kind: str = "network") -> type:
+    """The class of ``registry`` (default :data:`NETWORKS`) called ``name``; ``kind`` names what the registry holds
+    in the error (e.g. ``"dequantizer"`` for :data:`scorezoo.dequantization.DEQUANTIZERS`).
 
     Raises:
         ValueError: a name not in the list (scorezoo never builds other classes).
     """
-    if name not in NETWORKS:
-        raise ValueError(f"unknown network class {name!r}; scorezoo networks are {sorted(NETWORKS)}.")
-    module, attr = NETWORKS[name]
+    if name not in registry:
+        raise ValueError(f"unknown {kind} class {name!r}; scorezoo {kind}s are {sorted(registry)}.")
+    module, attr = registry[name]
     return getattr(importlib.import_module(module), attr)
 
 
@@ -87,15 +88,16 @@ def save_network(network: nn.Module, folder: str | Path) -> None:
     network.save_pretrained(str(folder), safe_serialization=True)
 
 
-def build_network(config: dict) -> nn.Module:
-    """Build an untrained network from a config dict with ``_class_name``.
+def build_network(config: dict, *, registry: dict[str, tuple[str, str]] = NETWORKS, kind: str = "network") -> nn.Module:
+    """Build an untrained network from a config dict with ``_class_name``, a class of ``registry`` (see
+    :func:`get_network_class`).
 
     Raises:
         ValueError: unknown class or arguments it does not take.
     """
     config = dict(config)
     name = config.pop("_class_name", None)
-    cls = get_network_class(name)
+    cls = get_network_class(name, registry=registry, kind=kind)
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     try:
         return cls.from_config(config)
@@ -114,8 +116,10 @@ def _weights_file(folder: Path) -> Path:
                             f"{WEIGHTS_NAME} (or {LEGACY_WEIGHTS_NAME}).{hint}")
 
 
-def load_network(folder: str | Path) -> nn.Module:
-    """Load a network saved by :func:`save_network` (or by scorezoo 0.1); strict about every tensor.
+def load_network(folder: str | Path, *, registry: dict[str, tuple[str, str]] = NETWORKS,
+                 kind: str = "network") -> nn.Module:
+    """Load a network saved by :func:`save_network` (or by scorezoo 0.1); strict about every tensor. Only classes of
+    ``registry`` are built (see :func:`get_network_class`).
 
     Raises:
         FileNotFoundError: ``config.json`` or the safetensors weights are missing (pickles are never read).
@@ -135,7 +139,7 @@ def load_network(folder: str | Path) -> nn.Module:
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{cfg_path} is not valid JSON: {e}") from None
-    network = build_network(config)
+    network = build_network(config, registry=registry, kind=kind)
     try:
         state = load_file(str(w_path))
     except (SafetensorError, OSError, RuntimeError) as e:

@@ -28,12 +28,7 @@ SCORE_FLOW = ["vp_ddpmpp", "subvp_ddpmpp_deep", "ve_ncsnpp_variant"]
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def relative_error(ours: torch.Tensor, official: np.ndarray) -> float:
@@ -130,7 +125,8 @@ def test_score_sde_missing_extra_and_misshapen_tensors(tmp_path):
         convert_score_sde(folder / "checkpoint_1.pth", FIXTURES / "score_sde/vp_variant/config.json")
     other = json.loads(cfg.read_text())
     other["model"]["nf"] = 8
-    with pytest.raises(ValueError, match=r"all_modules.0.weight has shape \(16, 4\), the config's network wants \(32, 8\)"):
+    wanted = r"all_modules.0.weight has shape \(16, 4\), the config's network wants \(32, 8\)"
+    with pytest.raises(ValueError, match=wanted):
         convert_score_sde(folder / "checkpoint_1.pth", other, weights="raw")
 
 

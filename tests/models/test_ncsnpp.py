@@ -15,12 +15,7 @@ NCSNPP_VE = dict(fir=True, progressive_input="residual", embedding_type="fourier
                  centered=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomized(net: NCSNpp, seed: int = 0) -> NCSNpp:

@@ -1,0 +1,61 @@
+"""The end of a run: results.json, a loadable pipeline with its card, the evaluation with its scale."""
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from scorezoo import ScorePipeline
+from scorezoo.training import load_config, train
+from scorezoo.training.cards import SCOREZOO_KEYS, render_card
+from tests.training.helpers import read_log, tiny_config
+
+
+def test_export_is_a_loadable_pipeline_with_a_card_and_an_evaluation(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, max_train_steps=3, final_eval=True, final_eval_num_repeats=1, eval_steps=2,
+                      eval_num_samples=2, bound_num_time_points=8, ode_rtol=1e-3, ode_atol=1e-3)
+    results = train(load_config(None, cfg), command="python train/train_mle.py --config x")
+    run = Path(cfg["output_dir"])
+    pipe = ScorePipeline.from_pretrained(run / "pipeline")
+    assert pipe.num_levels == 17 and pipe.data_shape == (1, 8, 8)
+    assert pipe.extra_config["training_command"] == "python train/train_mle.py --config x"
+    assert results["eval"]["num_eval"] == 3 and results["eval"]["unit"] == "bits/dim"
+    assert np.isfinite(results["eval"]["ode"]) and results["eval"]["bound"] > 0
+    card = (run / "pipeline" / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: scorezoo" in card
+    logged = read_log(run)
+    assert any("eval" in r for r in logged) and any("final_eval" in r for r in logged)
+    # the numbers come with their scale: log2(17) = 4.0875 bits/dim for a model that learnt nothing
+    out = capsys.readouterr().out
+    assert results["eval"]["uniform_bpd"] == np.log2(17)
+    assert "final evaluation: ODE and bound bits/dim of all 3 held-out items x 1 dequantization draw(s)" in out
+    assert "final_eval: false skips it" in out
+    assert "uniform over the levels: 4.0875" in out.split("final held-out")[1]
+
+
+def test_continuous_data_trains_and_scores_in_nats(tmp_path):
+    cfg = tiny_config(tmp_path, dataset="moons", data_dir=None, data_shape=None, num_levels=None,
+                      network={"_class_name": "ScoreMLP", "hidden_dim": 16, "num_layers": 1}, batch_size=32,
+                      max_train_steps=2, final_eval=True, bound_num_time_points=4, ode_rtol=1e-3, ode_atol=1e-3)
+    data_eval = 5000
+    results = train(load_config(None, cfg))
+    assert results["eval"]["unit"] == "nats/point" and results["eval"]["num_eval"] == data_eval
+    assert results["eval"]["uniform_bpd"] is None
+    assert ScorePipeline.from_pretrained(Path(cfg["output_dir"]) / "pipeline").num_levels is None
+
+
+def _front_matter(card: str) -> dict:
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_card_front_matter_of_continuous_data_and_the_default_photo_flag():
+    ev = {"ode": 2.30081, "ode_stderr": 0.005, "bound": 2.41, "bound_stderr": 0.006, "num_eval": 5000,
+          "num_repeats": 1}
+    res = {"name": "toy", "sde": "vp", "weighting": "likelihood-is", "dataset": "checkerboard", "parameters": 10,
+           "data_shape": [2], "num_levels": None, "eval": ev, "eval_split": "fresh sample"}
+    meta = _front_matter(render_card(res, {"card": {"default_photo": True}}))["scorezoo"]
+    assert tuple(meta) == SCOREZOO_KEYS
+    assert (meta["nll_ode"], meta["nll_ode_stderr"], meta["nll_bound"], meta["nll_bound_stderr"]) == (
+        2.3008, 0.005, 2.41, 0.006)
+    assert meta["bpd_ode"] is None and meta["default_photo"] is True
+    assert _front_matter(render_card(res, {}))["scorezoo"]["default_photo"] is False
