@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--fast", action="store_true",
                    help="insist on the model's calibrated fixed-step schedule (the default when it has one): stop "
                         "instead of falling back to the adaptive solver")
+    p.add_argument("--dequantization", choices=("uniform", "variational"), default="uniform",
+                   help="uniform noise (default), or u ~ q(u | k) of the model's trained dequantizer (a tighter "
+                        "bound, for models that ship one)")
     p.add_argument("--bound", action="store_true",
                    help="score with the likelihood bound (Song et al. 2021, Thm. 3) instead of the ODE")
     p.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",
@@ -89,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
                      seed=args.seed, limit=args.limit, batch_size=args.batch_size,
                      estimator="bound" if args.bound else "ode",
                      solver="calibrated" if args.fast else "torchode" if args.rtol or args.atol else "auto",
-                     rtol=args.rtol, atol=args.atol, divergence=args.divergence, plot=args.plot,
+                     rtol=args.rtol, atol=args.atol, divergence=args.divergence,
+                     dequantization=args.dequantization, plot=args.plot,
                      progress=show_progress(args),
                      command=shlex.join(["scorezoo", *argv]) if argv is not None else None)
     except (ValueError, ModelNotFoundError) as e:

@@ -39,12 +39,13 @@ from .data import EvalData, load_eval_data
 from .records import (append_records, draw_seed, merge, read_records, repair, shard_path, shard_paths,
                       summarize)
 
-__all__ = ["evaluate", "EvalSummary", "ESTIMATORS", "SOLVERS", "DIVERGENCES", "AUTO_EXACT_MAX_DIM"]
+__all__ = ["evaluate", "EvalSummary", "ESTIMATORS", "SOLVERS", "DIVERGENCES", "DEQUANTIZATIONS", "AUTO_EXACT_MAX_DIM"]
 
 ESTIMATORS = ("ode", "bound")
 #: ``auto``: the model's calibrated schedule when it has one, else ``torchode``
 SOLVERS = ("auto", "calibrated", "torchode")
 DIVERGENCES = ("auto", "exact", "hutchinson")
+DEQUANTIZATIONS = ("uniform", "variational")
 #: with ``divergence="auto"``, the exact divergence up to this many dimensions (8×8 digits: 64), as ``scorezoo bpd``
 AUTO_EXACT_MAX_DIM = 256
 #: images per unit (one solve) unless told; patches per solve for tiled pictures
@@ -278,6 +279,7 @@ def evaluate(
     rtol: float | None = None,
     atol: float | None = None,
     divergence: str = "auto",
+    dequantization: str = "uniform",
     plot: str | os.PathLike | None = None,
     progress: bool = True,
     command: str | None = None,
@@ -311,6 +313,9 @@ def evaluate(
         rtol, atol: torchode's tolerances (default 1e-5).
         divergence: ``"auto"`` (exact up to :data:`AUTO_EXACT_MAX_DIM` dimensions, else Hutchinson's one-probe
             estimate), ``"exact"`` or ``"hutchinson"``.
+        dequantization: ``"uniform"`` or ``"variational"`` (``u ~ q(u | k)`` of the model's trained dequantizer, a
+            tighter bound; see :meth:`~scorezoo.pipeline.ScorePipeline.bits_per_dim`); the dequantizer transforms the
+            same per-draw uniform numbers, so the guarantees above hold for both.
         plot: write a histogram of the per-image bits/dim there (needs matplotlib).
         progress: a progress bar with images/s and the time left, on the main process (its share of the work).
         command: the command line to record in the summary (default: this process's ``sys.argv``).
@@ -334,7 +339,8 @@ def evaluate(
     _check_int("limit", limit, 1, allow_none=True)
     _check_int("batch_size", batch_size, 1, allow_none=True)
     for name, v, allowed in (("estimator", estimator, ESTIMATORS), ("solver", solver, SOLVERS),
-                             ("divergence", divergence, DIVERGENCES)):
+                             ("divergence", divergence, DIVERGENCES),
+                             ("dequantization", dequantization, DEQUANTIZATIONS)):
         if v not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {v!r}.")
     for name, v in (("rtol", rtol), ("atol", atol)):
@@ -359,10 +365,15 @@ def evaluate(
         pipe, model_name = ScorePipeline.from_pretrained(model, revision, device=procs.device), str(model)
     if pipe.num_levels is None:
         raise ValueError(f"model {model_name} is for continuous data (num_levels is None): bits/dim does not apply.")
+    if dequantization == "variational" and pipe.dequantizer is None:
+        raise ValueError(f"model {model_name} has no variational dequantizer: use uniform dequantization, or train "
+                         "one (train/train_dequantizer.py).")
     ev = load_eval_data(data, data_shape=pipe.data_shape, num_levels=pipe.num_levels)
     if limit is not None:
         ev = ev.take(limit)
     kwargs, solver_text, settings = _solver(pipe, estimator, solver, rtol, atol, divergence)
+    kwargs["dequantization"] = settings["dequantization"] = dequantization
+    solver_text += f", {dequantization} dequantization"
     batch = batch_size or (DEFAULT_PATCH_BATCH if ev.tile else DEFAULT_BATCH_SIZE)
     n = len(ev)
     config = {"model": model_name, "revision": revision, "model_sha256": _fingerprint(pipe), "data": ev.spec,
