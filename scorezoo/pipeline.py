@@ -37,7 +37,7 @@ from .likelihood.ode import ADAPTIVE_METHODS, short_repr
 from .models import PARAMETERIZATIONS, ScoreModel, load_network, save_network
 from .sampling import get_sampler, get_times_uniform
 from .sde import SDE, get_sde
-from .utils import check_batch, rand
+from .utils import Generators, check_batch, check_generator, generator_rows, rand
 from .zoo import resolve_pretrained
 
 __all__ = ["ScorePipeline", "ScorePipelineOutput", "BitsPerDimResult", "PIPELINE_CONFIG_NAME", "NETWORK_FOLDER",
@@ -591,7 +591,7 @@ class ScorePipeline:
         *,
         num_repeats: int = 1,
         divergence: str = "hutchinson",
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         estimator: str = "ode",
         max_batch_size: int = 64,
         tile: bool | None = None,
@@ -622,7 +622,12 @@ class ScorePipeline:
                 nearest level), PIL images, or file paths (converted as in :mod:`scorezoo.data`).
             num_repeats: dequantization draws per image (or patch), >= 1.
             divergence: ``"hutchinson"`` or ``"exact"`` (ODE only).
-            generator: seeds dequantization noise and probes: the same seed gives the same answer.
+            generator: seeds dequantization noise and probes: the same seed gives the same answer. One generator
+                serves the whole call; a list of ``B * num_repeats`` generators gives each image's draw its own:
+                ``generator[i * num_repeats + j]`` draws image ``i``'s ``j``-th dequantization noise and then its
+                probes (those of all its patches, in order, when tiled), so an image's numbers do not depend on the
+                other images of the call, their number or ``max_batch_size`` (beyond float rounding of batched
+                kernels) (used by :func:`scorezoo.evaluation.evaluate`).
             estimator: ``"ode"`` (the probability-flow likelihood) or ``"bound"`` (the MLE paper's upper bound;
                 ``kwargs`` as :func:`scorezoo.likelihood.likelihood_bound`).
             max_batch_size: at most this many dequantized inputs (image or patch × draw) per solve; a solve holds all
@@ -664,9 +669,11 @@ class ScorePipeline:
         owner = torch.cat([torch.full((len(p),), i, dtype=torch.long) for i, (p, _, _) in enumerate(inputs)])
         levels = torch.cat([p for p, _, _ in inputs])
         n, b, r = len(levels), len(inputs), int(num_repeats)
-        # all draws first, so that one solve holds every draw of its inputs
-        v = torch.stack([rand(levels.shape, generator=generator, device=levels.device, dtype=self.dtype)
-                         for _ in range(r)], 1)
+        check_generator(generator, b * r)
+        # all draws first, so that one solve holds every draw of its inputs; with per-draw generators, row (p, j) of
+        # the noise (input p, draw j) is drawn from generator[owner[p] * r + j]
+        v = torch.stack([rand(levels.shape, generator=generator_rows(generator, owner * r + j), device=levels.device,
+                              dtype=self.dtype) for j in range(r)], 1)
         if dequantization == "variational":
             u, log_q = self._variational_draws(levels, v, int(max_batch_size))
         else:
@@ -683,8 +690,9 @@ class ScorePipeline:
                    **{"disable": len(chunks) < 2, **self._progress_bar_config})
         for sl in bar:
             xb = x[sl].flatten(0, 1).to(self.device)
+            gen = generator_rows(generator, (owner[sl, None] * r + torch.arange(r)).flatten())
             if estimator == "ode":
-                res = self._log_likelihood(xb, divergence=divergence, generator=generator, **kwargs)
+                res = self._log_likelihood(xb, divergence=divergence, generator=gen, **kwargs)
                 logp, nfe[sl] = res.logp, res.nfe
                 if res.logp_per_dim is not None:
                     pd = -res.logp_per_dim.double().cpu() / math.log(2) + off
@@ -696,7 +704,7 @@ class ScorePipeline:
                     paths.append((-res.delta_logp_path.double().cpu() / nats_per_bit).view(-1, len(sl), r))
             else:
                 kwargs.setdefault("eps", self.eps)
-                logp = -likelihood_bound(self.model, self.sde, xb, generator=generator, **kwargs).nll
+                logp = -likelihood_bound(self.model, self.sde, xb, generator=gen, **kwargs).nll
             lq = None if log_q is None else log_q[sl].flatten(2).sum(2).flatten()
             bpd[sl] = bits_per_dim(logp.double().cpu(), self.dim, num_levels=self.num_levels,
                                    data_range=self.data_range, log_q=lq).view(len(sl), r)

@@ -1,22 +1,31 @@
 """Small helpers every layer shares: broadcasting per-sample values, checking batches and numbers, and drawing
 random numbers on the generator's device.
 
+Randomness comes in through ``generator=``, as in diffusers: ``None`` (torch's global generator), one
+:class:`torch.Generator` for the whole batch, or a list of them, one per sample (row), so that each sample's draws
+depend on its own generator alone, not on its batch mates, the batch size or its position in the batch (what a
+data-set evaluation split across processes needs: :mod:`scorezoo.evaluation`).
+
 Nothing here knows about SDEs, networks or likelihoods; every other module may import it.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Callable
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
 
-__all__ = ["ScoreFn", "bcast", "check_batch", "check_generator", "is_real", "is_int", "randn", "rand", "randint"]
+__all__ = ["ScoreFn", "Generators", "bcast", "check_batch", "check_generator", "generator_rows", "is_real", "is_int",
+           "randn", "rand", "randint"]
 
 #: the one interface of "the score": ``score_fn(x: (B, *S), t: (B,)) -> (B, *S)``, an estimate of
 #: ``grad_x log p_t(x)``
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: the source of a batch's random numbers: torch's global generator (``None``), one generator for the batch, or one
+#: generator per sample (row 0 of the batch draws from ``generator[0]``, ...)
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
 
 
 def bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -45,11 +54,37 @@ def check_batch(x, what: str = "x") -> None:
         raise ValueError(f"{what} contains NaN or inf values.")
 
 
-def check_generator(generator) -> None:
-    """Raises ValueError unless ``generator`` is a :class:`torch.Generator` or ``None``."""
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}; e.g. "
-                         "torch.Generator().manual_seed(0).")
+def _per_row(generator) -> bool:
+    return isinstance(generator, (list, tuple))
+
+
+def check_generator(generator, batch_size: int | None = None) -> None:
+    """Check a ``generator=`` argument (see :data:`Generators`).
+
+    Args:
+        generator: ``None``, a :class:`torch.Generator`, or a list or tuple of them, one per sample.
+        batch_size: when given, a list must hold exactly this many generators.
+
+    Raises:
+        ValueError: anything else, or a list of the wrong length.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if not _per_row(generator) or not generator or not all(isinstance(g, torch.Generator) for g in generator):
+        raise ValueError(f"generator must be a torch.Generator, a list of them (one per sample) or None, got "
+                         f"{type(generator).__name__}; e.g. torch.Generator().manual_seed(0).")
+    if batch_size is not None and len(generator) != batch_size:
+        raise ValueError(f"a list of generators needs one per sample: got {len(generator)} for a batch of "
+                         f"{batch_size}.")
+
+
+def generator_rows(generator: Generators, index) -> Generators:
+    """The generators of the rows ``index`` (a sequence or 1-d tensor of row numbers) of a batch: ``generator``
+    itself when it is shared by the whole batch (one generator or ``None``), else the selected entries of the
+    per-sample list, e.g. for a batch whose rows are repeats of the samples (``index = [0, 0, 1, 1, ...]``)."""
+    if not _per_row(generator):
+        return generator
+    return [generator[int(i)] for i in index]
 
 
 def is_real(v) -> bool:
@@ -64,22 +99,36 @@ def is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
-def _device(generator: torch.Generator | None, device) -> torch.device | str | None:
-    return generator.device if generator is not None else device
-
-
 # The draws happen on the generator's device and are then moved, so that a seeded CPU generator gives the same
 # numbers whatever device the model is on.
-def randn(shape, *, generator: torch.Generator | None = None, device=None, dtype=None) -> torch.Tensor:
-    """Standard normal ``shape`` drawn from ``generator`` on its device, returned on ``device``."""
-    return torch.randn(shape, generator=generator, device=_device(generator, device), dtype=dtype).to(device)
+def _draw(fn, shape, generator: Generators, device, **kwargs) -> torch.Tensor:
+    if not _per_row(generator):
+        where = generator.device if generator is not None else device
+        return fn(shape, generator=generator, device=where, **kwargs).to(device)
+    shape = torch.Size([shape] if isinstance(shape, int) else shape)
+    if not len(shape):
+        raise ValueError("per-sample generators need a shape with a batch dimension, (B, ...).")
+    check_generator(generator, shape[0])
+    return torch.stack([fn(shape[1:], generator=g, device=g.device, **kwargs).to(device) for g in generator])
 
 
-def rand(shape, *, generator: torch.Generator | None = None, device=None, dtype=None) -> torch.Tensor:
-    """Uniform [0, 1) ``shape`` drawn from ``generator`` on its device, returned on ``device``."""
-    return torch.rand(shape, generator=generator, device=_device(generator, device), dtype=dtype).to(device)
+def randn(shape, *, generator: Generators = None, device=None, dtype=None) -> torch.Tensor:
+    """Standard normal ``shape`` drawn from ``generator`` on its device, returned on ``device``; with a list of
+    generators, row ``i`` (``shape[1:]``) is drawn from ``generator[i]`` alone.
+
+    Raises:
+        ValueError: a list of generators whose length is not ``shape[0]``.
+    """
+    return _draw(torch.randn, shape, generator, device, dtype=dtype)
 
 
-def randint(high: int, shape, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    """Integers in [0, high) of ``shape`` drawn from ``generator`` on its device, returned on ``device``."""
-    return torch.randint(0, high, shape, generator=generator, device=_device(generator, device)).to(device)
+def rand(shape, *, generator: Generators = None, device=None, dtype=None) -> torch.Tensor:
+    """Uniform [0, 1) ``shape`` drawn from ``generator`` on its device, returned on ``device``; per row with a list,
+    as :func:`randn`."""
+    return _draw(torch.rand, shape, generator, device, dtype=dtype)
+
+
+def randint(high: int, shape, *, generator: Generators = None, device=None) -> torch.Tensor:
+    """Integers in [0, high) of ``shape`` drawn from ``generator`` on its device, returned on ``device``; per row
+    with a list, as :func:`randn`."""
+    return _draw(lambda s, **kw: torch.randint(0, high, s, **kw), shape, generator, device)

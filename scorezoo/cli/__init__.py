@@ -3,6 +3,8 @@
     scorezoo list [--json]
     scorezoo bpd IMAGES... [--model NAME] [--num-repeats K] [--fast] [--bits-map out.png] [--json]
     scorezoo bpd --digits N                      # held-out sklearn digits
+    scorezoo eval --data digits|photo-patches|cifar10:ROOT|FOLDER [--model NAME] [--out results.jsonl]
+                                                 # a whole data set; accelerate launch ... -m scorezoo eval for many
     scorezoo sample [--model NAME] [-n 16] [--sampler ode|em|pc] [--steps N] [--seed S] [-o grid.png]
     scorezoo convert score_sde|score_flow CHECKPOINT [--config CONFIG] -o FOLDER   # the authors' checkpoints
     scorezoo demo [--model FOLDER]               # the Gradio app (needs scorezoo[app])
@@ -30,7 +32,7 @@ from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, debug_enabled
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "COMMANDS"]
 
 #: sub-command name -> module of this package
-COMMANDS = {"list": "listing", "bpd": "bpd", "sample": "sample", "convert": "convert", "demo": "demo"}
+COMMANDS = {"list": "listing", "bpd": "bpd", "eval": "eval", "sample": "sample", "convert": "convert", "demo": "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help/--version exit 0, usage errors 2
         return int(e.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that record how they were run
     debug = debug_enabled(args)
     try:
         return args.func(args)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ..utils import rand
+from ..utils import Generators, rand
 
 __all__ = ["uniform_dequantize", "dequantize", "check_levels", "dequantization_log_jacobian", "bits_per_dim",
            "levels_to_data", "data_to_levels"]
@@ -65,10 +65,13 @@ def uniform_dequantize(
     *,
     num_levels: int,
     data_range: tuple[float, float] = (-1.0, 1.0),
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Dequantize integer levels ``k: (B, *S)`` in [0, K) to ``x: (B, *S)`` in [lo, hi) with ``u ~ U[0, 1)^D``.
+
+    ``generator`` draws the noise ``u``: one generator for the batch, or a list of B, one per sample, each drawing
+    its sample's noise alone (see :mod:`scorezoo.utils`).
 
     Raises:
         ValueError: non-integer values, or values outside [0, num_levels).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..sde import SDE
-from ..utils import ScoreFn, bcast, check_batch, check_generator, rand, randn
+from ..utils import Generators, ScoreFn, bcast, check_batch, check_generator, generator_rows, rand, randn
 from .ode import short_repr
 
 __all__ = ["likelihood_bound", "BoundResult"]
@@ -48,7 +48,7 @@ def likelihood_bound(
     eps: float = 1e-5,
     num_time_points: int = 1000,
     num_decoder_samples: int = 16,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     max_batch_size: int = 4096,
 ) -> BoundResult:
     """Upper bound on ``-log p(x)`` for data ``x`` at time 0 (MLE paper, Thm. 3, denoising form).
@@ -72,7 +72,8 @@ def likelihood_bound(
         eps: time truncation in (0, T).
         num_time_points: Monte Carlo time points per sample.
         num_decoder_samples: draws of ``x_eps`` per sample for the decoder term.
-        generator: source of the time points and noises.
+        generator: source of the time points and noises: one generator, or a list of B, one per sample, each
+            drawing its sample's time points and noises alone.
         max_batch_size: at most this many (sample, time) pairs through the network at once.
 
     Returns:
@@ -85,7 +86,7 @@ def likelihood_bound(
     """
     check_batch(x)
     eps = sde.check_eps(eps)
-    check_generator(generator)
+    check_generator(generator, len(x))
     if num_time_points < 1 or num_decoder_samples < 1:
         raise ValueError("num_time_points and num_decoder_samples must be >= 1.")
     b, d = x.shape[0], x[0].numel()
@@ -101,7 +102,8 @@ def likelihood_bound(
 
     # diffusion term: stratified importance-sampled time for the score term
     n = num_time_points
-    u = (torch.arange(n, dtype=torch.float64).repeat(b) + rand(b * n, generator=generator, dtype=torch.float64).cpu())
+    u = torch.arange(n, dtype=torch.float64).repeat(b) + \
+        rand((b, n), generator=generator, dtype=torch.float64).cpu().flatten()
     u = u / n
     t_all, w_all = sde.sample_importance_weighted_time(b * n, eps, u=u, device=dev)
     idx_all = torch.arange(b, device=dev).repeat_interleave(n)
@@ -109,7 +111,7 @@ def likelihood_bound(
     with torch.set_grad_enabled(grad):
         for sl in torch.arange(b * n, device=dev).split(max_batch_size):
             t, w, xi = t_all[sl].to(dt), w_all[sl].double(), x[idx_all[sl]]
-            z = randn(xi.shape, generator=generator, device=dev, dtype=dt)
+            z = randn(xi.shape, generator=generator_rows(generator, idx_all[sl]), device=dev, dtype=dt)
             mean, sigma = sde.marginal_prob(xi, t)
             xt = mean + bcast(sigma, xi) * z
             s = score_fn(xt, t)
@@ -126,7 +128,8 @@ def likelihood_bound(
     m = num_decoder_samples
     with torch.set_grad_enabled(grad):
         xr = x.repeat_interleave(m, 0)
-        z = randn(xr.shape, generator=generator, device=dev, dtype=dt)
+        z = randn(xr.shape, generator=generator_rows(generator, torch.arange(b).repeat_interleave(m)), device=dev,
+                  dtype=dt)
         te = torch.full((b * m,), eps, dtype=dt, device=dev)
         x_eps = a_eps * xr + s_eps * z
         s = torch.cat([score_fn(x_eps[sl], te[sl]) for sl in torch.arange(b * m, device=dev).split(max_batch_size)])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..utils import ScoreFn, randint, randn
+from ..utils import Generators, ScoreFn, randint, randn
 
 __all__ = ["divergence_fn", "draw_probes", "check_divergence", "DIVERGENCES", "PROBES", "DEFAULT_MAX_BATCH_SIZE"]
 
@@ -44,19 +44,24 @@ def check_divergence(divergence: str, probe: str | None, num_probes: int | None)
     return probe, int(num_probes)
 
 
-def draw_probes(x: torch.Tensor, probe: str, num_probes: int, generator: torch.Generator | None) -> torch.Tensor:
+def draw_probes(x: torch.Tensor, probe: str, num_probes: int, generator: Generators) -> torch.Tensor:
     """``(num_probes, B, *S)`` Hutchinson probes with ``E[v v^T] = I``, drawn on the generator's device.
 
     Args:
         x: ``(B, *S)``, for the shape, dtype and device.
         probe: ``"rademacher"`` (entries ±1) or ``"gaussian"`` (standard normal).
         num_probes: probes per sample.
-        generator: their source; the same seed gives the same probes.
+        generator: their source; the same seed gives the same probes. A list of B generators draws sample ``b``'s
+            ``num_probes`` probes from ``generator[b]`` alone (see :mod:`scorezoo.utils`).
     """
-    shape = (num_probes, *x.shape)
+    per_sample = isinstance(generator, (list, tuple))
+    # per-sample generators draw along the batch dimension, so it goes first while drawing
+    shape = (x.shape[0], num_probes, *x.shape[1:]) if per_sample else (num_probes, *x.shape)
     if probe == "rademacher":
-        return randint(2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
-    return randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+        v = randint(2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+    else:
+        v = randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+    return v.transpose(0, 1) if per_sample else v
 
 
 def divergence_fn(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..sde import SDE
-from ..utils import ScoreFn, check_batch, check_generator
+from ..utils import Generators, ScoreFn, check_batch, check_generator
 from .divergence import check_divergence, draw_probes
 from .flow import TIME_VARIABLES, LogDensityODE, ProbabilityFlow
 
@@ -153,7 +153,7 @@ def log_likelihood(
     divergence: str = "hutchinson",
     probe: str | None = None,
     num_probes: int | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     max_batch_size: int | None = None,
     per_dimension: bool = False,
 ) -> LikelihoodResult:
@@ -192,7 +192,8 @@ def log_likelihood(
         divergence: ``"hutchinson"`` or ``"exact"`` (D backward passes per evaluation, batched).
         probe, num_probes: Hutchinson probes, ``"rademacher"`` (default) or ``"gaussian"``, and how many are averaged
             per evaluation (default 1); not with ``divergence="exact"``.
-        generator: draws the probes.
+        generator: draws the probes: one generator for the batch, or a list of B generators, one per sample, so
+            that each sample's probes (and so its answer with a schedule) do not depend on its batch mates.
         max_batch_size: exact divergence only: at most this many samples through the network at once.
         per_dimension: also return ``logp_per_dim`` ``(B, *S)`` (see :class:`LikelihoodResult`), e.g. a map of where
             an image's bits go; with Hutchinson's divergence each term is an unbiased estimate.
@@ -210,7 +211,7 @@ def log_likelihood(
     check_batch(x)
     probe, num_probes = check_divergence(divergence, probe, num_probes)
     eps = sde.check_eps(eps)
-    check_generator(generator)
+    check_generator(generator, len(x))
     if times is not None:
         times = _check_times(times, eps, sde.T)
     schedule, method, rtol, atol, solver, time_variable = _resolve_solver(

@@ -234,7 +234,7 @@ def calibrate_schedule(
     """
     check_batch(x)
     probe, _ = check_divergence(divergence, probe, None if divergence == "exact" else 1)
-    check_generator(generator)
+    check_generator(generator, len(x))
     if not is_real(eps):
         raise ValueError(f"eps must be a number in (0, T), got {eps!r}.")
     eps = sde.check_eps(float(eps))

@@ -1,0 +1,135 @@
+"""``scorezoo eval``: bits/dim of a whole data set, on one process or many, resumable.
+
+    scorezoo eval --data digits                                   # held-out digits under the default model
+    accelerate launch --multi_gpu --num_processes 2 -m scorezoo eval --model M --data cifar10:ROOT
+
+A thin shell over :func:`scorezoo.evaluation.evaluate`: the per-image results stream to ``--out`` (JSON lines), the
+summary goes to the ``.json`` beside it and is printed by the main process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, common_parent, fmt, model_parent, positive_float,
+                     positive_int, show_progress)
+
+DATA_HELP = ("digits (held-out split), photo-patches (held-out tiles of the photos), cifar10:ROOT (test split, "
+             "torchvision, already downloaded), photos (held-out photos, tiled), photos:PATH (pictures, tiled), a "
+             "picture file, a folder (recursive), @LIST (a text file of paths); several pictures specs are joined")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", parents=[common_parent(), model_parent()],
+                       help="bits/dim of a whole data set (resumable; accelerate launch for many processes)",
+                       description="Bits/dim of every image of a data set, streamed to a JSON-lines file; resumable "
+                                   "(run the same command again), and the same per-image numbers on 1 or N "
+                                   "processes (accelerate launch --multi_gpu --num_processes N -m scorezoo eval ...).")
+    p.add_argument("--data", "-d", nargs="+", required=True, metavar="SPEC", help=DATA_HELP)
+    p.add_argument("--out", "-o", default="results.jsonl",
+                   help="per-image results, one JSON line per image (default results.jsonl); the summary goes "
+                        "beside it as .json")
+    p.add_argument("--num-repeats", "-k", type=positive_int, default=1, metavar="K",
+                   help="dequantization draws per image (default 1; 2 or more also measure the dequantization noise)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="score only the first N images")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per solve (default 64; patches per solve for tiled photos, default 256); it fixes "
+                        "which images share a batch, so keep it when resuming")
+    p.add_argument("--fast", action="store_true",
+                   help="insist on the model's calibrated fixed-step schedule (the default when it has one): stop "
+                        "instead of falling back to the adaptive solver")
+    p.add_argument("--dequantization", choices=("uniform", "variational"), default="uniform",
+                   help="uniform noise (default), or u ~ q(u | k) of the model's trained dequantizer (a tighter "
+                        "bound, for models that ship one)")
+    p.add_argument("--bound", action="store_true",
+                   help="score with the likelihood bound (Song et al. 2021, Thm. 3) instead of the ODE")
+    p.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",
+                   help="divergence of the score (default auto: exact up to 256 dimensions, else Hutchinson)")
+    p.add_argument("--rtol", type=positive_float, default=None,
+                   help="use torchode's adaptive solver (a step size per image) with this relative tolerance")
+    p.add_argument("--atol", type=positive_float, default=None, help="its absolute tolerance (default 1e-5)")
+    p.add_argument("--plot", metavar="HIST.png", default=None,
+                   help="write a histogram of the per-image bits/dim (needs matplotlib)")
+    p.set_defaults(func=run)
+
+
+def _default_model(data: list[str]) -> str:
+    from .. import zoo
+
+    if data == ["digits"]:
+        return zoo.default_model()
+    if data[0] in ("photo-patches", "photos") or data[0].startswith("photos:"):
+        photo = zoo.default_photo_model()
+        if photo is None:
+            raise CLIError("no photo model is installed: give --model (scorezoo list).", EXIT_USAGE)
+        return photo
+    raise CLIError("give --model for this data (scorezoo list shows the zoo).", EXIT_USAGE)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the data set, print the summary on the main process; exit 1 when some image failed."""
+    if args.fast and (args.rtol or args.atol):
+        raise CLIError("--fast takes the calibrated schedule's fixed steps: drop --rtol/--atol (or --fast).",
+                       EXIT_USAGE)
+    if args.bound and (args.fast or args.rtol or args.atol or args.divergence != "auto"):
+        raise CLIError("--bound solves no ODE: drop --fast, --rtol, --atol and --divergence.", EXIT_USAGE)
+    main = int(os.environ.get("RANK", "0")) == 0
+    model = args.model or _default_model(args.data)
+    if not show_progress(args):
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    from ..evaluation import evaluate
+    from ..zoo import ModelNotFoundError
+
+    argv = getattr(args, "argv", None)
+    try:
+        s = evaluate(model, args.data, args.out, revision=args.revision, num_repeats=args.num_repeats,
+                     seed=args.seed, limit=args.limit, batch_size=args.batch_size,
+                     estimator="bound" if args.bound else "ode",
+                     solver="calibrated" if args.fast else "torchode" if args.rtol or args.atol else "auto",
+                     rtol=args.rtol, atol=args.atol, divergence=args.divergence,
+                     dequantization=args.dequantization, plot=args.plot,
+                     progress=show_progress(args),
+                     command=shlex.join(["scorezoo", *argv]) if argv is not None else None)
+    except (ValueError, ModelNotFoundError) as e:
+        if not main:  # every process stops on the same problem; the main one says it, once
+            return EXIT_USAGE
+        raise CLIError(str(e), EXIT_USAGE) from None
+    if not main:
+        return EXIT_FAILED if s.num_failed else EXIT_OK
+    if args.json:
+        print(json.dumps(json.loads(s.summary_path.read_text()), indent=2, ensure_ascii=False))
+    else:
+        _print(args, model, s)
+    if s.num_failed:
+        print(f"scorezoo: {s.num_failed} of {s.num_images} images failed (listed in {s.summary_path} and "
+              f"{s.out}).", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _print(args: argparse.Namespace, model: str, s) -> None:
+    summary = json.loads(s.summary_path.read_text())
+    print(f"model      {model}")
+    print(f"data       {summary['data_description']}" + (f" (first {args.limit})" if args.limit else ""))
+    print(f"estimator  {s.solver}; {args.num_repeats} dequantization draw(s) per image, seed {args.seed}")
+    if s.bpd is None:
+        print("bits/dim   — (no image was scored)")
+    else:
+        line = f"bits/dim   {fmt(s.bpd)} ± {fmt(s.stderr)} (standard error over {s.num_scored} images"
+        if s.stderr_dequantization is not None:
+            frac = summary["summary"]["dequantization_variance_fraction"]
+            line += f"; dequantization noise ± {fmt(s.stderr_dequantization)}"
+            line += f", {100 * frac:.1f}% of the variance" if frac is not None else ""
+        print(line + ")")
+        print(f"NFE        {s.nfe_mean:.1f} score evaluations per image's solve (mean)")
+    speed = (f"{s.images_per_second:.3g} images/s on {s.num_processes} process(es)" if s.images_per_second else
+             "nothing left to score")
+    print(f"speed      {speed}; this run {s.seconds:.1f} s")
+    print(f"results    {s.out} (one line per image), {s.summary_path} (summary)" +
+          (f", {args.plot}" if args.plot and s.num_scored else ""))
