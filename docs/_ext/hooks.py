@@ -17,8 +17,6 @@ import ast
 import re
 from pathlib import Path
 
-from mkdocs.structure.files import File
-
 PACKAGE = "scorezoo"
 NAV_TITLE = "API reference"
 #: site page <- repository file
@@ -102,6 +100,8 @@ def site_links(text: str) -> str:
 
 
 def on_files(files, config, **kwargs):
+    from mkdocs.structure.files import File  # here, so that the tests can read this file without mkdocs
+
     root = Path(config.config_file_path).parent
     for page, src in FROM_ROOT.items():
         files.append(File.generated(config, page, content=site_links((root / src).read_text(encoding="utf-8"))))
