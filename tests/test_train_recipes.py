@@ -62,7 +62,7 @@ def test_recipe_trains_a_few_steps_on_a_small_network(name, tmp_path):
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_trains_a_step_at_full_size(name, tmp_path):
     train_mle.train(recipe(name, tmp_path, max_train_steps=1, batch_size=2, checkpointing_steps=1))
-    assert (tmp_path / "run" / "pipeline" / "network" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "pipeline" / "network" / "diffusion_pytorch_model.safetensors").is_file()
 
 
 def test_random_flip_flips_about_half_of_each_batch():
