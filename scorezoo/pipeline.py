@@ -130,7 +130,7 @@ class ScorePipeline:
         extra_config: other JSON-able metadata kept in the config (e.g. dataset, training command).
         likelihood_schedule: a fixed step schedule for fast likelihoods (:meth:`calibrate_likelihood_schedule`),
             a :class:`~scorezoo.likelihood.LikelihoodSchedule` or its dict; used with ``schedule="calibrated"``.
-        dequantizer: a :class:`~scorezoo.dequantization.VariationalDequantizer` trained for this model
+        dequantizer: a :class:`~scorezoo.dequantization.variational.VariationalDequantizer` trained for this model
             (``train/train_dequantizer.py``), used by ``bits_per_dim(..., dequantization="variational")``.
 
     Raises:
@@ -270,7 +270,7 @@ class ScorePipeline:
             torch_dtype: the network's dtype (default float32).
 
         A ``dequantizer/`` subfolder, when there is one, is loaded too (the classes of
-        :data:`scorezoo.dequantization.DEQUANTIZERS` only, safetensors only).
+        :data:`scorezoo.dequantization.variational.DEQUANTIZERS` only, safetensors only).
 
         Raises:
             scorezoo.zoo.ModelNotFoundError: nothing found under that name (a ``FileNotFoundError``).

@@ -77,8 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m scorezoo.demo [--model FOLDER ...] [--default NAME] [--photo-default NAME] [--tol TOL]
-    [--adaptive] [--concurrency N] [--host HOST] [--port N]``: serve the zoo on 127.0.0.1 (``--help`` for more)."""
+    """``python -m scorezoo.demo``: serve the zoo on 127.0.0.1. Options (``--help`` lists them): ``--model FOLDER``
+    (repeatable), ``--default NAME``, ``--photo-default NAME``, ``--tol TOL``, ``--adaptive``, ``--concurrency N``,
+    ``--host HOST``, ``--port N``."""
     args = parse_args(argv)
     settings = DemoSettings(tol=args.tol, use_schedule=not args.adaptive, concurrency_limit=args.concurrency)
     try:

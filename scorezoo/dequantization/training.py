@@ -130,8 +130,8 @@ def dequantization_loss(dequantizer: nn.Module, pipe, levels: torch.Tensor, *, g
     """One-sample estimate of ``bound(x(u)) + log q(u | k) - D log((hi - lo)/K)`` per image, in bits/dim.
 
     Args:
-        dequantizer: a :class:`~scorezoo.dequantization.VariationalDequantizer` (gradients flow to its parameters).
-        pipe: the frozen :class:`~scorezoo.ScorePipeline` (its weights should not require grad).
+        dequantizer: a :class:`~scorezoo.dequantization.variational.VariationalDequantizer` (gradients flow to its parameters).
+        pipe: the frozen :class:`~scorezoo.pipeline.ScorePipeline` (its weights should not require grad).
         levels: ``(B, *S)`` integer levels of the pipeline's data.
         generator: source of ``u``, the bound's times and noises.
         num_time_points: importance-sampled times of the bound per image (MLE Thm. 3).
@@ -152,12 +152,12 @@ def compare_dequantizations(pipe, levels, *, estimator: str, num_repeats: int, s
     (so the same uniform numbers, which q transforms, and the same probes and times) for both.
 
     Args:
-        pipe: a :class:`~scorezoo.ScorePipeline` with a :attr:`~scorezoo.ScorePipeline.dequantizer`.
+        pipe: a :class:`~scorezoo.pipeline.ScorePipeline` with a :attr:`~scorezoo.pipeline.ScorePipeline.dequantizer`.
         levels: ``(N, *S)`` integer levels.
         estimator: ``"ode"`` or ``"bound"``.
         num_repeats: dequantization draws per image.
         seed: seed of the generator of both runs.
-        kwargs: passed to :meth:`~scorezoo.ScorePipeline.bits_per_dim`.
+        kwargs: passed to :meth:`~scorezoo.pipeline.ScorePipeline.bits_per_dim`.
 
     Returns:
         ``{"uniform", "uniform_stderr", "variational", "variational_stderr", "gain", "gain_stderr", "num_images",
@@ -258,7 +258,7 @@ def train(cfg: dict, command: str | None = None) -> dict:
 
     Writes ``output_dir/``: ``checkpoints/``, ``log.jsonl``, ``config.yaml``, ``results.json``, ``dequantizer/`` (the
     EMA weights, diffusers format) and ``pipeline/`` (the frozen model with the new dequantizer, loadable by
-    :meth:`~scorezoo.ScorePipeline.from_pretrained`).
+    :meth:`~scorezoo.pipeline.ScorePipeline.from_pretrained`).
 
     Raises:
         ConfigError: a bad model, data set or checkpoint, found before the first step.

@@ -46,7 +46,7 @@ NETWORKS: dict[str, tuple[str, str]] = {
 
 def get_network_class(name: str, *, registry: dict[str, tuple[str, str]] = NETWORKS, kind: str = "network") -> type:
     """The class of ``registry`` (default :data:`NETWORKS`) called ``name``; ``kind`` names what the registry holds
-    in the error (e.g. ``"dequantizer"`` for :data:`scorezoo.dequantization.DEQUANTIZERS`).
+    in the error (e.g. ``"dequantizer"`` for :data:`scorezoo.dequantization.variational.DEQUANTIZERS`).
 
     Raises:
         ValueError: a name not in the list (scorezoo never builds other classes).

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     or run folder, 1 when a package of the ``train`` extra is missing.
 
     Returns:
-        The results dict of :func:`scorezoo.training.train`.
+        The results dict of :func:`scorezoo.training.loop.train`.
     """
     parser = build_parser(prog or Path(sys.argv[0]).name)
     args, rest = parser.parse_known_args(argv)

@@ -163,10 +163,10 @@ def _duration(seconds: float) -> str:
 
 # -- training ---------------------------------------------------------------------------------------------------
 def train(cfg: dict, command: str | None = None) -> dict:
-    """Run the training described by a checked config (:func:`scorezoo.training.load_config`).
+    """Run the training described by a checked config (:func:`scorezoo.training.config.load_config`).
 
     Args:
-        cfg: the config (every key of :data:`scorezoo.training.DEFAULTS`).
+        cfg: the config (every key of :data:`scorezoo.training.config.DEFAULTS`).
         command: the command line that started the run, recorded in ``results.json`` and the pipeline's config.
 
     Returns:
