@@ -85,10 +85,11 @@ def test_roles_become_cross_references_to_where_objects_are_documented(roles):
 
 
 def test_roles_prefer_the_kind_they_name(roles):
-    """demo.DemoSettings has a field density_grid; :func:`density_grid` in its docstring is the function."""
+    """demo.compute.DemoSettings has a field density_grid; :func:`density_grid` in its docstring is the function."""
     _, extension, package = roles
-    settings = package["demo.DemoSettings"]
-    assert extension.rewrite(settings, ":func:`density_grid`") == "[`density_grid`][scorezoo.demo.density_grid]"
+    settings = package["demo.compute.DemoSettings"]
+    assert extension.rewrite(settings, ":func:`density_grid`") == \
+        "[`density_grid`][scorezoo.demo.compute.density_grid]"
 
 
 def test_comments_and_attribute_sections_become_docstrings(roles):
