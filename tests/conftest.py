@@ -39,3 +39,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def fake_zoo(tmp_path, monkeypatch):
+    """A zoo of tiny models (bundled, cached, remote; :func:`tests.fixtures_hub.make_zoo`) in place of the real one."""
+    import huggingface_hub.constants
+
+    from scorezoo import zoo
+    from tests.fixtures_hub import make_zoo
+    from tests.helpers import tiny_unet_pipeline
+
+    paths = make_zoo(tmp_path, tiny_unet_pipeline())
+    monkeypatch.setattr(zoo, "BUNDLED_DIR", paths["bundled"])
+    monkeypatch.setattr(zoo, "CARDS_DIR", paths["cards"])
+    monkeypatch.setattr(zoo, "PUBLISHED_FILE", tmp_path / "no-published.json")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(paths["hub"]))
+    return paths

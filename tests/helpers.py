@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import sys
 from pathlib import Path
 
 import torch
@@ -35,3 +37,14 @@ def fill_hf_cache(folder: Path, cache: Path, repo_id: str, commit: str = "0" * 4
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     return snap
+
+
+def accelerate_launch(num_processes: int = 2) -> list[str]:
+    """``accelerate launch --multi_gpu --num_processes N`` on CPU (gloo) with a free rendezvous port: the default port
+    29500 can still be held by an earlier test's processes, which makes the next launch fail at random."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+            str(port)]

@@ -11,7 +11,6 @@ from PIL import Image
 from scorezoo import ScorePipeline, cli
 from tests.fixtures_images import CORPUS, make_corpus
 from tests.helpers import tiny_mlp_pipeline, tiny_unet_pipeline
-from tests.test_hub import fake_zoo  # noqa: F401 (fixture)
 
 # a fixed-step solve: these tests are about the command line, not about accuracy
 FAST = ["--method", "euler", "--step-size", "0.25"]

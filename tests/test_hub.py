@@ -8,28 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
 
-from scorezoo import ScorePipeline, zoo
+from scorezoo import ScorePipeline
 from scorezoo.zoo import ModelNotFoundError, default_model, parse_card, registry, resolve_pretrained
-from tests.fixtures_hub import FakeHub, Repo, card, make_zoo
+from tests.fixtures_hub import FakeHub, Repo, card
 from tests.helpers import tiny_unet_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = np.array([[[0, 3, 16, 9, 0, 0, 0, 0]] * 8])
-
-
-@pytest.fixture
-def fake_zoo(tmp_path, monkeypatch):
-    paths = make_zoo(tmp_path, tiny_unet_pipeline())
-    monkeypatch.setattr(zoo, "BUNDLED_DIR", paths["bundled"])
-    monkeypatch.setattr(zoo, "CARDS_DIR", paths["cards"])
-    monkeypatch.setattr(zoo, "PUBLISHED_FILE", tmp_path / "no-published.json")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(paths["hub"]))
-    return paths
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ needs the ``app`` extra (gradio, matplotlib) and no network. Three tabs, each a 
 * **Models**: the zoo registry (:func:`scorezoo.zoo.registry`) with the cards' held-out figures, and the cards.
 
 Modules: :mod:`.compute` (what is computed; no Gradio), :mod:`.figures` (what is drawn), one ``tab_*`` module per
-tab, :mod:`.app` (:func:`~scorezoo.demo.app.build_demo`, :func:`~scorezoo.demo.app.main`). Requests are served concurrently, one core each.
+tab, :mod:`.app` (:func:`~scorezoo.demo.app.build_demo`, :func:`~scorezoo.demo.app.main`). Requests are served
+concurrently, one core each.
 """
 
 from .compute import (AUTO, DemoContext, DemoSettings, ImageScore, ModelEntry, PipelineCache, Solver, card_markdown,

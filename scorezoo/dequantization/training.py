@@ -130,7 +130,8 @@ def dequantization_loss(dequantizer: nn.Module, pipe, levels: torch.Tensor, *, g
     """One-sample estimate of ``bound(x(u)) + log q(u | k) - D log((hi - lo)/K)`` per image, in bits/dim.
 
     Args:
-        dequantizer: a :class:`~scorezoo.dequantization.variational.VariationalDequantizer` (gradients flow to its parameters).
+        dequantizer: a :class:`~scorezoo.dequantization.variational.VariationalDequantizer` (gradients flow to its
+            parameters).
         pipe: the frozen :class:`~scorezoo.pipeline.ScorePipeline` (its weights should not require grad).
         levels: ``(B, *S)`` integer levels of the pipeline's data.
         generator: source of ``u``, the bound's times and noises.

@@ -3,7 +3,8 @@
 * :mod:`~scorezoo.training.config`: every config key with its default and meaning; load, merge, override, check.
 * :mod:`~scorezoo.training.data`: deterministic batches (:class:`TrainState`, :func:`make_batch`).
 * :mod:`~scorezoo.training.network`: the network of a config, checked against the data.
-* :mod:`~scorezoo.training.loop`: the accelerate loop, checkpoints and exact resume (:func:`~scorezoo.training.loop.train`).
+* :mod:`~scorezoo.training.loop`: the accelerate loop, checkpoints and exact resume
+  (:func:`~scorezoo.training.loop.train`).
 * :mod:`~scorezoo.training.evaluation`: held-out ODE likelihood and bound, with the uniform reference.
 * :mod:`~scorezoo.training.export`: pipeline folder, model card (:mod:`~scorezoo.training.cards`), schedule.
 * :mod:`~scorezoo.training.cli`: ``python -m scorezoo.training`` and ``train/train_mle.py``.

@@ -34,8 +34,8 @@ def _r(v, nd=4):
 
 
 def ablation_table(rows: list[dict]) -> str:
-    """Markdown table of held-out bits/dim; ``rows`` are results dicts of :func:`scorezoo.training.loop.train`, each with
-    ``eval`` and optionally ``paired`` (difference to the reference and its paired standard error) and
+    """Markdown table of held-out bits/dim; ``rows`` are results dicts of :func:`scorezoo.training.loop.train`, each
+    with ``eval`` and optionally ``paired`` (difference to the reference and its paired standard error) and
     ``variational`` (the ODE entry of a dequantizer run's ``results.json``: bits/dim with the model's variational
     dequantizer, and its gain over uniform dequantization, paired), which adds a column when any row has it."""
     variational = any("variational" in r for r in rows)

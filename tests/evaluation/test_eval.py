@@ -18,14 +18,13 @@ from scorezoo import cli
 from scorezoo.evaluation import evaluate, load_eval_data, summarize
 from scorezoo.evaluation.records import read_records, repair, shard_path
 from scorezoo.likelihood import LikelihoodSchedule
-from tests.helpers import tiny_unet_pipeline
+from tests.helpers import accelerate_launch, tiny_unet_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 # the tiny network on a 3-step schedule with one Hutchinson probe: these tests are about who scores what, not accuracy
 KW = dict(divergence="hutchinson", progress=False)
 pytestmark = pytest.mark.usefixtures("one_thread")
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scorezoo"]
+
 
 
 def _save(folder: Path, channels: int) -> Path:
@@ -263,7 +262,8 @@ def test_two_processes_give_the_same_per_image_numbers_as_one(model_dir, tmp_pat
     processes, each image's numbers are bit for bit those of a single process."""
     args = ["eval", "-q", "--model", str(model_dir), "--data", "digits", "--limit", "9", "--batch-size", "2",
             "-k", "2", "--divergence", "hutchinson"]
-    subprocess.run(LAUNCH + args + ["--out", str(tmp_path / "two.jsonl")], env=run_env(), check=True,
+    two = accelerate_launch(2) + ["-m", "scorezoo"] + args + ["--out", str(tmp_path / "two.jsonl")]
+    subprocess.run(two, env=run_env(), check=True,
                    capture_output=True, timeout=300)
     one = evaluate(str(model_dir), "digits", tmp_path / "one.jsonl", limit=9, batch_size=2, num_repeats=2, **KW)
     assert numbers(tmp_path / "two.jsonl") == numbers(one.out) and len(one.records) == 9
@@ -282,7 +282,8 @@ def test_shards_of_very_different_difficulty_finish_without_a_hang(rgb_model_dir
         _picture(pics / f"{i}.png", (160, 160) if i % 2 else (8, 8), seed=i, mode="RGB")
     args = ["eval", "-q", "--model", str(rgb_model_dir), "--data", f"photos:{pics}", "--divergence", "hutchinson"]
     t0 = time.time()
-    subprocess.run(LAUNCH + args + ["--out", str(tmp_path / "two.jsonl")], env=run_env(), check=True,
+    two = accelerate_launch(2) + ["-m", "scorezoo"] + args + ["--out", str(tmp_path / "two.jsonl")]
+    subprocess.run(two, env=run_env(), check=True,
                    capture_output=True, timeout=600)
     assert time.time() - t0 < 600
     recs = numbers(tmp_path / "two.jsonl")

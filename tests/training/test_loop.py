@@ -13,6 +13,7 @@ import torch
 
 from scorezoo.training import ConfigError, load_config, train
 from scorezoo.training.loop import describe_setup, existing_run
+from tests.helpers import accelerate_launch
 from tests.training.helpers import assert_same, final_weights, read_log, tiny_config, write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,8 +173,7 @@ def test_two_processes_data_parallel_matches_one_process(tmp_path):
     # adam_eps = 1: near-zero gradient entries take small steps instead of Adam's first-step +-lr, which would turn
     # summation-order noise into differences of size lr
     cfg = write_config(tmp_path, max_train_steps=4, checkpointing_steps=4, adam_eps=1.0)
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launcher = accelerate_launch(2)
     out = subprocess.run(launcher + [str(REPO / "train" / "train_mle.py"), "--config", str(cfg)], env=ENV,
                          check=True, capture_output=True, timeout=300, text=True).stdout
     assert out.count("2 processes on cpu") == 1  # printed once, by the main process
