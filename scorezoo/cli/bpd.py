@@ -166,6 +166,8 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
     from .. import zoo
     from ..compression import CODECS, lossless_bits_per_dim
     from ..data import background_is_light, load_image
+    from PIL import Image
+
     from ..display import heatmap
 
     pipe, where = load_model(args, name)
@@ -249,7 +251,10 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
                 out = _bits_map_path(args, it.label, many_maps)
                 try:
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    heatmap(res.bits_maps[i].mean(0).numpy()).save(out)
+                    picture = heatmap(res.bits_maps[i].mean(0).numpy())
+                    # a small map (a digit, a crop) is enlarged by a whole factor, each pixel a flat square
+                    k = max(1, 512 // max(picture.size))
+                    picture.resize((picture.width * k, picture.height * k), Image.Resampling.NEAREST).save(out)
                 except OSError as e:
                     raise CLIError(f"cannot write {out}: {e}") from None
                 r["bits_map"] = str(out)

@@ -164,6 +164,10 @@ def render_card(results: dict, cfg: dict, *, table: str | None = None, body_extr
             lines += ["from sklearn.datasets import load_digits",
                       "levels = load_digits().images[::6].astype(int)   # the held-out split, levels 0..16",
                       "print(pipe.bits_per_dim(levels[:8]).bpd)          # bits/dim per image"]
+        elif dataset == "photo_patches":
+            lines += ["from scorezoo.datasets import photo_path",
+                      "res = pipe.bits_per_dim(str(photo_path(\"chelsea\")), schedule=\"calibrated\")  # tile by tile",
+                      "print(res.bpd, res.stderr, res.pixels_scored)   # bits/dim of the whole photo"]
     else:
         lines += ["x = pipe(batch_size=1000, output_type='pt', generator=torch.Generator().manual_seed(0)).images",
                   "logp = pipe.log_likelihood(torch.zeros(1, 2), divergence='exact').logp   # nats"]
