@@ -38,7 +38,8 @@ class TrainingData:
 
     Attributes:
         name: data set name (``"digits"``, ``"checkerboard"``, ...).
-        train: ``(N, *S)``: long levels in [0, K) for images, float points for continuous data.
+        train: ``(N, *S)``: integer levels in [0, K) for images (uint8 for photo patches and image folders of up to
+            256 levels, int64 otherwise), float points for continuous data.
         eval: ``(M, *S)``, the held-out split, same kind.
         data_shape: ``S``, e.g. ``(1, 8, 8)`` or ``(2,)``.
         num_levels: K for integer data, ``None`` for continuous data.
@@ -260,7 +261,9 @@ def load_image_folder(root: str | Path, *, data_shape: tuple[int, int, int], num
     if len(files) < 2:
         raise ValueError(f"image folder {str(root)!r} holds {len(files)} picture(s) with a suffix in "
                          f"{IMAGE_EXTENSIONS}; need at least 2 (one to train on, one to hold out).")
-    levels = torch.stack([load_image(p, data_shape=data_shape, num_levels=num_levels).levels for p in files])
+    # one byte per value where the levels fit: a large folder (ImageNet 32: 1.28 M pictures) fits in memory
+    dtype = torch.uint8 if num_levels <= 256 else torch.long
+    levels = torch.stack([load_image(p, data_shape=data_shape, num_levels=num_levels).levels.to(dtype) for p in files])
     mask = torch.from_numpy(heldout_mask(len(files)))
     return TrainingData("image_folder", levels[~mask], levels[mask], tuple(data_shape), num_levels, (-1.0, 1.0),
                         f"files of {root} sorted by path, index i % 6 == 0 ({int(mask.sum())} of {len(files)})")
