@@ -108,8 +108,17 @@ class _Processes:
             # as train/train_mle.py: accelerate takes a multi-process launch without CUDA as data-parallel on CPU
             # (gloo) only with cpu=True. The timeout bounds how long a process that has finished its share may wait
             # for the others at the end, so it is long: shares of different difficulty finish at different times
+            ours = not torch.distributed.is_initialized()
             state = PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=timeout_s))
             self.world, self.rank, self.device = state.num_processes, state.process_index, state.device
+            self._owns_group = ours and torch.distributed.is_initialized()
+
+    def close(self) -> None:
+        """Take down the process group this run started: a gloo group left to the interpreter's exit can abort a
+        process ("terminate called without an active exception") after its work is done."""
+        if self.world > 1 and getattr(self, "_owns_group", False):
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
 
     def all_gather(self, obj) -> list:
         if self.world == 1:
@@ -445,6 +454,7 @@ def evaluate(
     summary = procs.all_gather(summary)[0]
     if procs.rank != 0:
         mine.unlink(missing_ok=True)  # merged by the main process (on a disk it may not see)
+    procs.close()
     return summary
 
 

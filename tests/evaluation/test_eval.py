@@ -55,6 +55,12 @@ def run_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
+def run_ok(cmd: list[str], timeout: float = 600) -> None:
+    """Run a command; a failure shows the end of its stderr."""
+    out = subprocess.run(cmd, env=run_env(), capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-4000:]
+
+
 def test_a_run_scores_every_image_and_summarizes(model_dir, tmp_path):
     out = tmp_path / "results.jsonl"
     s = evaluate(str(model_dir), "digits", out, limit=5, batch_size=2, num_repeats=2, **KW)
@@ -250,7 +256,7 @@ def test_sigkill_midway_then_the_same_command_gives_a_straight_runs_results(mode
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(read_records([out])) < 40, "the run finished before it was killed"
-    subprocess.run(cmd + ["--out", str(out)], env=run_env(), check=True, capture_output=True, timeout=300)
+    run_ok(cmd + ["--out", str(out)])
     straight = evaluate(str(model_dir), "digits", tmp_path / "straight.jsonl", limit=40, batch_size=1,
                         divergence="exact", progress=False)
     assert numbers(out) == numbers(straight.out) and len(straight.records) == 40
@@ -263,8 +269,7 @@ def test_two_processes_give_the_same_per_image_numbers_as_one(model_dir, tmp_pat
     args = ["eval", "-q", "--model", str(model_dir), "--data", "digits", "--limit", "9", "--batch-size", "2",
             "-k", "2", "--divergence", "hutchinson"]
     two = accelerate_launch(2) + ["-m", "scorezoo"] + args + ["--out", str(tmp_path / "two.jsonl")]
-    subprocess.run(two, env=run_env(), check=True,
-                   capture_output=True, timeout=300)
+    run_ok(two)
     one = evaluate(str(model_dir), "digits", tmp_path / "one.jsonl", limit=9, batch_size=2, num_repeats=2, **KW)
     assert numbers(tmp_path / "two.jsonl") == numbers(one.out) and len(one.records) == 9
     summary = json.loads((tmp_path / "two.json").read_text())["summary"]
@@ -283,8 +288,7 @@ def test_shards_of_very_different_difficulty_finish_without_a_hang(rgb_model_dir
     args = ["eval", "-q", "--model", str(rgb_model_dir), "--data", f"photos:{pics}", "--divergence", "hutchinson"]
     t0 = time.time()
     two = accelerate_launch(2) + ["-m", "scorezoo"] + args + ["--out", str(tmp_path / "two.jsonl")]
-    subprocess.run(two, env=run_env(), check=True,
-                   capture_output=True, timeout=600)
+    run_ok(two)
     assert time.time() - t0 < 600
     recs = numbers(tmp_path / "two.jsonl")
     assert [r["num_patches"] for r in recs] == [1, 400] * 3
