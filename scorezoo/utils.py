@@ -11,6 +11,7 @@ Nothing here knows about SDEs, networks or likelihoods; every other module may i
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from typing import Callable, Sequence, Union
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 __all__ = ["ScoreFn", "Generators", "bcast", "check_batch", "check_generator", "generator_rows", "is_real", "is_int",
-           "randn", "rand", "randint"]
+           "randn", "rand", "randint", "torch_threads"]
 
 #: the one interface of "the score": ``score_fn(x: (B, *S), t: (B,)) -> (B, *S)``, an estimate of
 #: ``grad_x log p_t(x)``
@@ -132,3 +133,25 @@ def randint(high: int, shape, *, generator: Generators = None, device=None) -> t
     """Integers in [0, high) of ``shape`` drawn from ``generator`` on its device, returned on ``device``; per row
     with a list, as :func:`randn`."""
     return _draw(lambda s, **kw: torch.randint(0, high, s, **kw), shape, generator, device)
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None):
+    """Run the block with ``num_threads`` torch intra-op threads and give the caller back its own count afterwards,
+    also on an error (a library call must not change the process's thread count for the code that comes after it).
+    ``None`` or 0 leaves torch's setting as it is.
+
+    Raises:
+        ValueError: ``num_threads`` is negative or not an integer.
+    """
+    if num_threads in (None, 0):
+        yield
+        return
+    if not is_int(num_threads) or int(num_threads) < 0:
+        raise ValueError(f"num_threads must be a positive integer or null, got {num_threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -32,6 +32,17 @@ def gaussian(sde):
     return GaussianScore(sde, mean, cov)
 
 
+@pytest.fixture(autouse=True)
+def keeps_thread_count():
+    """No test, and no library call it makes, may change torch's thread count for the tests after it: results
+    compared across processes (a fresh interpreter uses torch's default) are only bit-equal on equal thread counts."""
+    n = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    torch.set_num_threads(n)
+    assert after == n, f"the test left torch with {after} threads instead of {n}"
+
+
 @pytest.fixture
 def one_thread():
     """Tiny networks run faster on one thread than on a CPU shared with other work."""

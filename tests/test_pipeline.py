@@ -59,14 +59,15 @@ def test_load_from_prefilled_hf_cache_offline(tmp_path):
     fill_hf_cache(tmp_path / "m", tmp_path / "hub", "someone/tiny-digits")
     fill_hf_cache(tmp_path / "m", tmp_path / "hub", "scorezoo/tiny-zoo")
     code = ("import torch, sys; from scorezoo import ScorePipeline\n"
-            "for name in sys.argv[1:]:\n"
+            "torch.set_num_threads(int(sys.argv[1]))  # bit-equal needs the same reduction order\n"
+            "for name in sys.argv[2:]:\n"
             "    p = ScorePipeline.from_pretrained(name)\n"
             "    torch.manual_seed(0); x = torch.randn(2, 1, 8, 8)\n"
             "    torch.save(p.score(x, 0.5), name.replace('/', '_') + '.pt')\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
            "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", code, "someone/tiny-digits", "tiny-zoo"], cwd=tmp_path, env=env,
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", code, str(torch.get_num_threads()), "someone/tiny-digits", "tiny-zoo"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
     torch.manual_seed(0)
     expected = pipe.score(torch.randn(2, 1, 8, 8), 0.5)
     for f in ("someone_tiny-digits.pt", "tiny-zoo.pt"):

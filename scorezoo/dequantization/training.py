@@ -36,6 +36,7 @@ from torch import nn
 
 from ..likelihood import likelihood_bound
 from ..training.config import ConfigError
+from ..utils import torch_threads
 from .uniform import bits_per_dim, dequantize
 
 __all__ = ["DEFAULTS", "ConfigError", "load_config", "dequantization_loss", "compare_dequantizations", "train", "main"]
@@ -264,6 +265,11 @@ def train(cfg: dict, command: str | None = None) -> dict:
     Raises:
         ConfigError: a bad model, data set or checkpoint, found before the first step.
     """
+    with torch_threads(cfg["num_threads"]):  # the caller keeps its own thread count
+        return _train(cfg, command)
+
+
+def _train(cfg: dict, command: str | None) -> dict:
     import yaml
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -275,8 +281,6 @@ def train(cfg: dict, command: str | None = None) -> dict:
 
     from .variational import VariationalDequantizer
 
-    if cfg["num_threads"]:
-        torch.set_num_threads(int(cfg["num_threads"]))
     output_dir = Path(cfg["output_dir"])
     pipe, data = _load(cfg)
     set_seed(int(cfg["seed"]))

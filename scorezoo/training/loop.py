@@ -33,6 +33,7 @@ from .data import TrainState, load_data, make_batch
 from .evaluation import estimate_eval_seconds, evaluate, format_evaluation
 from .export import export_run, make_pipeline
 from .network import build_and_check_network
+from ..utils import torch_threads
 
 __all__ = ["train", "DSMObjective", "list_checkpoints", "resolve_checkpoint", "save_checkpoint", "existing_run",
            "clear_run", "launched_by_accelerate", "describe_setup", "RUN_OUTPUTS"]
@@ -178,6 +179,11 @@ def train(cfg: dict, command: str | None = None) -> dict:
             ``resume_from_checkpoint`` nor ``overwrite`` is given; all found before the first step.
         MissingExtraError: accelerate or pyyaml is not installed (``pip install 'scorezoo[train]'``).
     """
+    with torch_threads(cfg["num_threads"]):  # the caller keeps its own thread count
+        return _train(cfg, command)
+
+
+def _train(cfg: dict, command: str | None) -> dict:
     accelerate = require_train_extra("accelerate")
     yaml = require_train_extra("yaml")
     from accelerate.utils import set_seed
@@ -192,8 +198,6 @@ def train(cfg: dict, command: str | None = None) -> dict:
         raise ConfigError(f"{output_dir} already holds a run ({previous}): continue it with "
                           "--resume_from_checkpoint latest, or start afresh with --overwrite (deletes its "
                           "checkpoints, log, results and export).")
-    if cfg["num_threads"]:
-        torch.set_num_threads(int(cfg["num_threads"]))
     data = load_data(cfg)
     set_seed(int(cfg["seed"]))  # network initialisation
     net = build_and_check_network(cfg, data)
