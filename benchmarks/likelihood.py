@@ -327,6 +327,9 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--reuse-schedules", action="store_true",
+                   help="take a target's schedule from benchmarks/results/schedule-<workload>-<model>-<target>.json "
+                        "when it exists (an earlier calibration, or the model's shipped one) instead of calibrating")
     p.add_argument("--out", default=None, help="append the markdown tables to this file")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--method", default=None, help=argparse.SUPPRESS)
@@ -362,8 +365,13 @@ def main(argv=None) -> None:
     calibration = {}
     if any(m in CALIBRATED for m in methods):
         for target in sorted(set(targets) | {args.target}):
-            c = spawn(args, "calibrate", target)
-            schedule_path(args, target).write_text(json.dumps(c, indent=1) + "\n")
+            path = schedule_path(args, target)
+            if args.reuse_schedules and path.is_file():
+                c = json.loads(path.read_text())
+                log(f"reused the schedule for target {target:g} from {path.name}")
+            else:
+                c = spawn(args, "calibrate", target)
+                path.write_text(json.dumps(c, indent=1) + "\n")
             calibration[target] = c
             log(f"calibrated target {target:g}: {len(c['schedule']['times']) - 1} steps in {c['seconds']:.1f}s")
     # 1. each method's own tight solve (same probes as its other runs): its solver error is measured against
@@ -441,7 +449,8 @@ def main(argv=None) -> None:
         measured = (f"measured error {sch['measured_mean_error']:+.4f} mean, {sch['measured_rms_error']:.4f} rms"
                     if sch.get("measured_rms_error") is not None else f"estimated error {sch['estimated_error']:.4f}")
         notes.append(f"target {target:g} ({sch.get('criterion', 'rms')}): {len(sch['times']) - 1} steps, {measured} "
-                     f"bits/dim, {c['seconds']:.1f} s on {c['points']} training points")
+                     f"bits/dim, {c['seconds']:.1f} s on {c['points']} training points"
+                     + (f" ({c['source']})" if c.get("source") else ""))
     text = "\n\n".join([
         f"### {header}",
         table(best, f"Matched accuracy: each method at the cheapest setting (fewest NFE; tolerances {{{args.tols}}}; "

@@ -55,6 +55,22 @@ class TrainingData:
     data_range: tuple[float, float]
     eval_split: str
 
+    def eval_subset(self, num_samples: int | None) -> torch.Tensor:
+        """``(n, *S)``: ``num_samples`` items of the held-out split spread evenly over it (indices
+        ``round(linspace(0, M - 1, n))``, in order), so that a split stored in raster order (the tiles of the held-out
+        photos) is covered end to end, not one corner of its first photo; the whole split when ``num_samples`` is
+        None or at least ``M``.
+
+        Raises:
+            ValueError: ``num_samples`` < 1.
+        """
+        m = len(self.eval)
+        if num_samples is None or int(num_samples) >= m:
+            return self.eval
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1 (or None for the whole split), got {num_samples!r}.")
+        return self.eval[torch.linspace(0, m - 1, int(num_samples), dtype=torch.float64).round().long()]
+
 
 def heldout_mask(n: int) -> np.ndarray:
     """``(n,)`` bool, True for the held-out items: index ``i`` with ``i % 6 == 0``."""

@@ -129,3 +129,17 @@ def test_cifar10_without_torchvision_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)
     with pytest.raises(ImportError, match="torchvision"):
         load_cifar10("anywhere")
+
+
+def test_eval_subset_spreads_over_the_split_and_keeps_it_whole_when_asked():
+    """A split in raster order (tiles of the held-out photos) is sampled end to end, not from its first corner."""
+    from scorezoo.datasets import TrainingData
+
+    data = TrainingData(name="x", train=torch.zeros(1, 1), eval=torch.arange(100).view(100, 1), data_shape=(1,),
+                        num_levels=None, data_range=(0.0, 1.0), eval_split="")
+    sub = data.eval_subset(5).flatten().tolist()
+    assert sub == [0, 25, 50, 74, 99]  # round(linspace(0, 99, 5)) = round(0, 24.75, 49.5, 74.25, 99)
+    assert data.eval_subset(None) is data.eval and data.eval_subset(100) is data.eval
+    assert data.eval_subset(1).flatten().tolist() == [0]
+    with pytest.raises(ValueError, match="num_samples"):
+        data.eval_subset(0)

@@ -12,6 +12,10 @@ From the run's ``pipeline/`` (EMA weights), ``config.yaml``, ``results.json`` an
 4. scores each held-out photo whole, at its own resolution, tile by tile on the schedule, next to PNG, WebP and JPEG XL
    lossless of the same pixels, and times a 512 × 512 photo;
 5. draws 64 samples for the card's grid, and writes the card (training data and licences, budget, results).
+
+With ``--dequantizer runs/deq-vp-mle-photo16`` (a finished ``train/train_dequantizer.py`` run for this model) it also
+bundles that variational dequantizer (``dequantizer/``) and its held-out section in the card; ``--only-dequantizer``
+does just that to an existing bundle.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from scorezoo.compression import CODECS, codec_available, lossless_bits_per_dim
 from scorezoo.data import load_image, tile_levels, untile
 from scorezoo.datasets import PHOTOS, load_dataset, photo_path
 from scorezoo.display import image_grid
-from scorezoo.training.cards import render_card
+from scorezoo.dequantization import load_dequantizer
+from scorezoo.training.cards import dequantizer_run_section, render_card
 from scorezoo.training.evaluation import evaluate
 from scorezoo.training.export import calibration_points
 
@@ -68,12 +73,37 @@ def photo_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def attach_dequantizer(out: Path, deq_run: Path) -> None:
+    """Bundle the dequantizer of the finished run ``deq_run`` with the model in ``out``: its EMA weights as
+    ``out/dequantizer/`` and its held-out section in the card, before the card's limitations."""
+    pipe = ScorePipeline.from_pretrained(out)
+    pipe.dequantizer = load_dequantizer(deq_run / "dequantizer")
+    pipe.save_pretrained(out)
+    card = (out / "README.md").read_text()
+    head, sep, tail = card.partition("\n## Limitations")
+    section = dequantizer_run_section(deq_run, NAME)
+    start = head.find("\n### Variational dequantization")
+    if start >= 0:  # replace an earlier one
+        head = head[:start]
+    (out / "README.md").write_text(head.rstrip("\n") + "\n\n" + section + "\n" + sep + tail)
+    print(f"bundled the dequantizer of {deq_run} with {out}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default="runs/vp-mle-photo16")
     ap.add_argument("--out", default=str(REPO / "scorezoo" / "bundled" / NAME))
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--cpu-hours", type=float, default=None,
+                    help="the training process's CPU time (ps TIME), for the card's budget line")
+    ap.add_argument("--dequantizer", default=None, help="a finished train_dequantizer.py run for this model to bundle")
+    ap.add_argument("--only-dequantizer", action="store_true", help="only bundle --dequantizer with the model in --out")
     args = ap.parse_args(argv)
+    if args.only_dequantizer:
+        if not args.dequantizer:
+            ap.error("--only-dequantizer needs --dequantizer RUN")
+        attach_dequantizer(Path(args.out), Path(args.dequantizer))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     run, out = Path(args.run), Path(args.out)
@@ -111,8 +141,9 @@ def main(argv=None) -> None:
     image_grid((samples.images * 255).round().astype("uint8"), tile=64).save(out / "samples.png")
 
     rates = [r["steps_per_s"] for r in log if "steps_per_s" in r]
+    cpu = f"{args.cpu_hours:.1f} h of CPU time, " if args.cpu_hours else ""
     budget = (f"{results['max_train_steps']} steps × batch {results['batch_size']} on one CPU thread "
-              f"({cfg['num_threads']} thread) of a 2-core machine shared with other jobs; "
+              f"(`num_threads: {cfg['num_threads']}`) of a 2-core machine shared with other jobs: {cpu}"
               f"{results['max_train_steps'] / rates[-1] / 3600:.1f} h of wall time (mean {rates[-1]:.2f} steps/s).")
     licences = "\n".join(f"| {p.name} | {p.split} | {p.license} | `{p.package}`, `{p.file}` |" for p in PHOTOS)
     body = f"""
@@ -156,8 +187,10 @@ out: a fundus photograph whose black surround would be a fifth of all patches.
     card = render_card(results, cfg, body_extra=body, budget=budget)
     pipe.save_pretrained(out)
     (out / "README.md").write_text(card)
-    (out / "photos.json").write_text(json.dumps({"heldout": rows, "timing_512": timing}, indent=1) + "\n")
+    (out / "photos.json").write_text(json.dumps({"heldout": rows, "timing_512": timing, "calibration_seconds": calibration}, indent=1) + "\n")
     print(f"wrote {out}")
+    if args.dequantizer:
+        attach_dequantizer(out, Path(args.dequantizer))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import yaml
 
 from scorezoo import ScorePipeline
 from scorezoo.dequantization import load_dequantizer
-from scorezoo.training.cards import ablation_table, dequantizer_section, render_card
+from scorezoo.training.cards import ablation_table, dequantizer_run_section, render_card
 from scorezoo.training.export import calibrate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,17 +93,8 @@ def main() -> None:
                   "variance reduction."]
         extra["vp-mle-digits"] = extra["vp-lw-digits"] = "\n".join(lines)
     for n in ABLATION:
-        deq = runs / f"deq-{n}"
-        if (deq / "results.json").is_file():
-            res = json.loads((deq / "results.json").read_text())
-            cfg = yaml.safe_load((deq / "config.yaml").read_text())
-            rates = [json.loads(line).get("steps_per_s") for line in (deq / "log.jsonl").read_text().splitlines()]
-            rates = [r for r in rates if r]
-            rate = rates[len(rates) // 2]
-            budget = (f"{cfg['max_train_steps']} steps × batch {cfg['batch_size']} on 1 CPU thread of a shared 2-core "
-                      f"machine, median {rate:.2f} steps/s while other jobs ran "
-                      f"(≈{cfg['max_train_steps'] / rate / 60:.0f} min of wall time).")
-            extra[n] = "\n\n".join(filter(None, [extra.get(n, ""), dequantizer_section(res, cfg, budget)]))
+        if (runs / f"deq-{n}" / "results.json").is_file():
+            extra[n] = "\n\n".join(filter(None, [extra.get(n, ""), dequantizer_run_section(runs / f"deq-{n}", n)]))
     figures: dict[str, Path] = {}
     dens = runs / "vp-mle-checkerboard" / "density.json"
     if dens.is_file():

@@ -347,7 +347,7 @@ def _train(cfg: dict, command: str | None) -> dict:
         if cfg["eval_steps"] and steps.step % cfg["eval_steps"] == 0 and steps.step < cfg["max_train_steps"]:
             if accelerator.is_main_process:
                 pipe.dequantizer = ema_copy().to(accelerator.device)
-                res = compare_dequantizations(pipe, data.eval[:cfg["eval_num_samples"]], estimator="bound",
+                res = compare_dequantizations(pipe, data.eval_subset(cfg["eval_num_samples"]), estimator="bound",
                                               num_repeats=1, seed=cfg["eval_seed"],
                                               num_time_points=cfg["bound_num_time_points"])
                 pipe.dequantizer = None
@@ -373,7 +373,7 @@ def _train(cfg: dict, command: str | None) -> dict:
                    "batch_size": cfg["batch_size"], "num_time_points": cfg["num_time_points"],
                    "num_processes": world, "command": command or "",
                    "steps_per_s_last_session": done / elapsed if elapsed > 0 else None, "eval": {}}
-        levels = data.eval if cfg["final_eval_num_samples"] is None else data.eval[:cfg["final_eval_num_samples"]]
+        levels = data.eval_subset(cfg["final_eval_num_samples"])
         ode = {"schedule": "calibrated"} if cfg["ode_schedule"] else {"rtol": cfg["ode_rtol"], "atol": cfg["ode_atol"]}
         for est in cfg["final_eval_estimators"] if cfg["final_eval"] else []:
             kw = {"num_time_points": cfg["bound_num_time_points"]} if est == "bound" else ode

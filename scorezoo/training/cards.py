@@ -7,9 +7,12 @@ reads as the zoo registry (:func:`scorezoo.zoo.registry`).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from .config import require_train_extra
 
-__all__ = ["render_card", "SCOREZOO_KEYS", "ablation_table", "dequantizer_section"]
+__all__ = ["render_card", "SCOREZOO_KEYS", "ablation_table", "dequantizer_section", "dequantizer_run_section"]
 
 SCOREZOO_KEYS = ("name", "repo_id", "sde", "weighting", "dataset", "resolution", "parameters", "bpd_ode",
                  "bpd_ode_stderr", "bpd_bound", "bpd_bound_stderr", "nll_ode", "nll_ode_stderr", "nll_bound",
@@ -56,9 +59,28 @@ def ablation_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def dequantizer_run_section(run: Path, name: str) -> str:
+    """:func:`dequantizer_section` of the finished ``train/train_dequantizer.py`` run folder ``run`` (its
+    ``results.json``, ``config.yaml`` and ``log.jsonl``, whose median steps/s gives the budget line) for the zoo model
+    ``name``."""
+    import yaml
+
+    run = Path(run)
+    res = json.loads((run / "results.json").read_text())
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    rates = [json.loads(line).get("steps_per_s") for line in (run / "log.jsonl").read_text().splitlines()]
+    rates = sorted(r for r in rates if r)
+    rate = rates[len(rates) // 2]
+    budget = (f"{cfg['max_train_steps']} steps × batch {cfg['batch_size']} on 1 CPU thread of a shared 2-core "
+              f"machine, median {rate:.2f} steps/s while other jobs ran "
+              f"(≈{cfg['max_train_steps'] / rate / 60:.0f} min of wall time).")
+    return dequantizer_section(res, {**cfg, "pretrained": name}, budget)
+
+
 def dequantizer_section(results: dict, cfg: dict, budget: str) -> str:
     """The card's section on its variational dequantizer, from the ``results.json`` and config of
-    ``train/train_dequantizer.py`` (held-out paired comparisons per estimator) and a budget line."""
+    ``train/train_dequantizer.py`` (held-out paired comparisons per estimator) and a budget line; ``cfg["pretrained"]``
+    names the zoo model (its config file ``train/configs/deq-<name>.yaml``)."""
     est_text = {"ode": "probability-flow ODE, " + ("the model's calibrated schedule (rk4, Hutchinson)"
                                                    if cfg.get("ode_schedule") else
                                                    f"dopri5, rtol = atol = {cfg.get('ode_rtol')}, Hutchinson"),

@@ -38,7 +38,8 @@ def uniform_bits_per_dim(num_levels: int) -> float:
 
 def evaluate(pipe: ScorePipeline, cfg: dict, data: TrainingData, num_samples: int | None,
              num_repeats: int = 1) -> dict:
-    """Held-out ODE and bound scores of ``pipe`` on the first ``num_samples`` held-out items (all if None).
+    """Held-out ODE and bound scores of ``pipe`` on ``num_samples`` held-out items spread over the split (all if
+    None; :meth:`~scorezoo.datasets.TrainingData.eval_subset`).
 
     For integer data: bits/dim (``pipe.bits_per_dim``, estimator ``"ode"`` and ``"bound"``) with their standard
     errors over images; for continuous data: negative log-likelihood in nats per point (ODE with the exact
@@ -48,7 +49,7 @@ def evaluate(pipe: ScorePipeline, cfg: dict, data: TrainingData, num_samples: in
         pipe: the model (EMA weights).
         cfg: the run's config (``eval_seed``, ``ode_rtol``, ``ode_atol``, ``bound_num_time_points``).
         data: the data set; its ``eval`` split is scored.
-        num_samples: how many held-out items, from the first; None: all.
+        num_samples: how many held-out items (evenly spaced over the split); None: all.
         num_repeats: dequantization draws per image (integer data).
 
     Returns:
@@ -56,7 +57,7 @@ def evaluate(pipe: ScorePipeline, cfg: dict, data: TrainingData, num_samples: in
         "uniform_bpd": log2(K) or None, "num_eval": n, "num_repeats": r, "per_item_ode": [...],
         "per_item_bound": [...]}``.
     """
-    ev = data.eval if num_samples is None else data.eval[:num_samples]
+    ev = data.eval_subset(num_samples)
     n = len(ev)
     g = lambda: torch.Generator().manual_seed(int(cfg["eval_seed"]))  # noqa: E731
     pipe.model.eval()
