@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -16,7 +17,8 @@ from scorezoo import ScorePipeline
 from scorezoo.zoo import BUNDLED_DIR, bundled_models
 
 REPO = Path(__file__).resolve().parents[1]
-ZOO = ["vp-baseline-digits", "vp-lw-digits", "vp-mle-digits", "vp-mle-checkerboard"]
+ZOO = ["vp-baseline-digits", "vp-lw-digits", "vp-mle-digits", "vp-mle-checkerboard", "vp-mle-photo16"]
+DIGITS = ["vp-baseline-digits", "vp-lw-digits", "vp-mle-digits"]
 SCOREZOO_KEYS = ["name", "repo_id", "sde", "weighting", "dataset", "resolution", "parameters", "bpd_ode",
                  "bpd_ode_stderr", "bpd_bound", "bpd_bound_stderr", "nll_ode", "nll_ode_stderr", "nll_bound",
                  "nll_bound_stderr", "eval_split", "default", "default_photo"]
@@ -37,12 +39,14 @@ def test_bundled_folder_and_card(name):
         assert (folder / f).is_file(), f
     # the card inside the package is the only copy: no second one to drift apart
     assert not (REPO / "cards" / f"{name}.md").exists()
-    assert (folder / "network/diffusion_pytorch_model.safetensors").stat().st_size < 5_000_000  # a few MB
+    # a few MB: the photo model's 2.7 M float32 parameters are the largest
+    assert (folder / "network/diffusion_pytorch_model.safetensors").stat().st_size < 12_000_000
     meta = front_matter((folder / "README.md").read_text())
     assert meta["library_name"] == "scorezoo" and meta["license"] and meta["tags"] and meta["datasets"]
     assert list(meta["scorezoo"]) == SCOREZOO_KEYS
     sz = meta["scorezoo"]
     assert sz["name"] == name and sz["repo_id"] == f"scorezoo/{name}" and sz["default"] is (name == "vp-mle-digits")
+    assert sz["default_photo"] is (name == "vp-mle-photo16")
     pipe = ScorePipeline.from_pretrained(folder)
     assert sz["parameters"] == sum(p.numel() for p in pipe.network.parameters())
     assert sz["sde"] == pipe.sde.name and sz["dataset"] == pipe.extra_config["dataset"]
@@ -54,7 +58,8 @@ def test_bundled_folder_and_card(name):
     assert cfg["max_train_steps"] == pipe.extra_config["training_steps"]
     metrics = meta["model-index"][0]["results"][0]["metrics"]
     if pipe.num_levels is not None:
-        assert meta["pipeline_tag"] == "unconditional-image-generation" and sz["resolution"] == "8x8x1"
+        assert meta["pipeline_tag"] == "unconditional-image-generation"
+        assert sz["resolution"] == ("16x16x3" if name == "vp-mle-photo16" else "8x8x1")
         assert [m["value"] for m in metrics] == [sz["bpd_ode"], sz["bpd_bound"]]
         assert 0 < sz["bpd_ode_stderr"] < 0.1 and 0 < sz["bpd_bound_stderr"] < 0.1
     else:
@@ -65,8 +70,9 @@ def test_bundled_folder_and_card(name):
 def test_registry_has_exactly_one_default_and_every_card_is_bundled():
     cards = sorted(p.parent.name for p in BUNDLED_DIR.glob("*/README.md"))
     assert cards == sorted(ZOO) and sorted(bundled_models()) == sorted(ZOO)
-    defaults = [n for n in cards if front_matter((BUNDLED_DIR / n / "README.md").read_text())["scorezoo"]["default"]]
-    assert defaults == ["vp-mle-digits"]
+    meta = {n: front_matter((BUNDLED_DIR / n / "README.md").read_text())["scorezoo"] for n in cards}
+    assert [n for n in cards if meta[n]["default"]] == ["vp-mle-digits"]
+    assert [n for n in cards if meta[n]["default_photo"]] == ["vp-mle-photo16"]
 
 
 def test_default_model_meets_the_target_and_the_ablation_table_matches_the_cards():
@@ -78,6 +84,20 @@ def test_default_model_meets_the_target_and_the_ablation_table_matches_the_cards
         row = next(line for line in text.splitlines() if line.startswith(f"| `{n}`"))
         assert f"{m['bpd_ode']:.3f} ± {m['bpd_ode_stderr']:.3f}" in row
         assert f"{m['bpd_bound']:.3f} ± {m['bpd_bound_stderr']:.3f}" in row
+
+
+def test_readme_zoo_table_says_what_the_cards_say():
+    """Every bundled model has a row in README's zoo table with its card's held-out ODE and bound figures."""
+    readme = (REPO / "README.md").read_text()
+    for n in ZOO:
+        m = front_matter((BUNDLED_DIR / n / "README.md").read_text())["scorezoo"]
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{n}`"))
+        kind = "bpd" if m["bpd_ode"] is not None else "nll"
+        pairs = [(float(a), float(b)) for a, b in re.findall(r"(\d+\.\d+) ± (\d+\.\d+)", row)]
+        for est in ("ode", "bound"):
+            # the card's front matter keeps 4 decimals, README shows 3: equal to rounding
+            want = (m[f"{kind}_{est}"], m[f"{kind}_{est}_stderr"])
+            assert any(abs(a - want[0]) <= 6e-4 and abs(b - want[1]) <= 6e-4 for a, b in pairs), (n, est, row)
 
 
 def test_from_pretrained_offline_uses_the_bundled_copy(tmp_path):
@@ -126,7 +146,7 @@ def test_calibrated_schedules_agree_with_the_adaptive_solver():
     from sklearn.datasets import load_digits
 
     levels = load_digits().images[::6][:8].astype(np.int64)
-    for n in ZOO:
+    for n in DIGITS + ["vp-mle-checkerboard"]:
         pipe = ScorePipeline.from_pretrained(BUNDLED_DIR / n)
         sch = pipe.likelihood_schedule
         assert sch is not None and sch.estimated_error <= (0.002 if pipe.num_levels else 0.005), n
@@ -151,3 +171,25 @@ def test_checkerboard_density_integrates_to_one():
     p = pipe.log_likelihood(centres, divergence="exact").logp.exp()
     # the data put 1/8 per unit square on black squares and nothing on white ones
     assert p[black].min() > 3 * p[~black].max(), p
+
+
+@pytest.mark.slow
+def test_photo_model_scores_the_held_out_photos_as_its_card_says_and_below_png():
+    """The card's table (photos.json): every held-out photo below PNG of the same pixels by more than two standard
+    errors; chelsea (the smallest), whole and tiled at its own resolution, re-scored here to what the card says (same
+    seed and schedule; float rounding across thread counts only)."""
+    import json
+
+    from scorezoo.datasets import photo_path
+
+    folder = BUNDLED_DIR / "vp-mle-photo16"
+    pipe = ScorePipeline.from_pretrained(folder)
+    assert pipe.tiles_larger_images and pipe.likelihood_schedule.target_met
+    rows = json.loads((folder / "photos.json").read_text())["heldout"]
+    assert sorted(r["photo"] for r in rows) == ["chelsea", "china", "coffee"]
+    for row in rows:
+        assert row["bpd"] + 2 * row["stderr"] < row["png"], row
+    row = next(r for r in rows if r["photo"] == "chelsea")
+    res = pipe.bits_per_dim(str(photo_path("chelsea")), tile=True, schedule="calibrated",
+                            generator=torch.Generator().manual_seed(0), max_batch_size=256)
+    assert abs(res.bpd.item() - row["bpd"]) < 1e-4 and int(res.pixels_scored) == row["pixels"], (res, row)

@@ -85,6 +85,7 @@ def attach_dequantizer(out: Path, deq_run: Path) -> None:
     start = head.find("\n### Variational dequantization")
     if start >= 0:  # replace an earlier one
         head = head[:start]
+    section = section.replace(" images, ", " tiles spread evenly over the held-out photos, ", 1)
     (out / "README.md").write_text(head.rstrip("\n") + "\n\n" + section + "\n" + sep + tail)
     print(f"bundled the dequantizer of {deq_run} with {out}")
 
@@ -149,8 +150,9 @@ def main(argv=None) -> None:
     body = f"""
 ### Whole held-out photos, at their own resolution, next to lossless coders
 
-Each photo is cut into 16×16 tiles at its own resolution (no resize; {rows[0]['border'].split(';')[1].strip()} for
-chelsea, as stated per photo by `scorezoo bpd`), every tile is scored by the probability-flow ODE on the model's
+Each photo is cut into 16×16 tiles at its own resolution (no resize; the strip of fewer than 16 pixels left at the
+right and bottom edges is cropped and not scored: the table counts the pixels scored, and `scorezoo bpd` says per
+photo what was cropped), every tile is scored by the probability-flow ODE on the model's
 calibrated schedule ({sch.nfe} score evaluations per tile, Hutchinson divergence, one dequantization draw per tile,
 seed 0), and the photo's bits/dim is the mean over its tiles, ± the standard error over tiles. PNG (Pillow,
 `optimize=True`), WebP lossless (`method=6`) and JPEG XL lossless (`effort=9`, pillow-jxl-plugin) encode exactly the

@@ -229,4 +229,6 @@ def render_card(results: dict, cfg: dict, *, table: str | None = None, body_extr
     lines += ["", "## Limitations", "",
               "A small model on a small data set, trained on a CPU: it reproduces the paper's recipe, not its "
               "CIFAR-10 numbers. Bits/dim of other data (other sizes, levels or styles) are not comparable."]
+    if (cfg.get("card") or {}).get("limitations"):
+        lines[-1] += " " + " ".join(str(cfg["card"]["limitations"]).split())
     return f"---\n{fm}---\n\n" + "\n".join(lines).rstrip() + "\n"

@@ -69,7 +69,8 @@ _KEYS: list[tuple[str, object, str]] = [
     ("push_to_hub", False, "push the exported pipeline and card to the Hugging Face Hub at the end"),
     ("hub_model_id", None, "Hub repository (null: scorezoo/<name>)"),
     ("hub_private", None, "create the Hub repository private"),
-    ("card", {}, "extra model-card fields: license, default_photo (true marks the zoo's default photo model)"),
+    ("card", {}, "extra model-card fields: license, default_photo (true marks the zoo's default photo model), "
+              "limitations (appended to the card's limitations)"),
 ]
 
 #: every config key and its default; a config or override naming anything else is an error
