@@ -121,8 +121,11 @@ def test_wheel_ships_the_bundled_models(tmp_path):
         for f in ("pipeline_config.json", "README.md", "network/config.json",
                   "network/diffusion_pytorch_model.safetensors"):
             assert f"scorezoo/bundled/{n}/{f}" in names
-    for f in ("config.json", "diffusion_pytorch_model.safetensors"):
-        assert f"scorezoo/bundled/vp-mle-digits/dequantizer/{f}" in names
+    for n in ("vp-mle-digits", "vp-mle-photo16"):
+        for f in ("dequantizer/config.json", "dequantizer/diffusion_pytorch_model.safetensors"):
+            assert f"scorezoo/bundled/{n}/{f}" in names
+    for f in ("photos.json", "samples.png"):
+        assert f"scorezoo/bundled/vp-mle-photo16/{f}" in names
 
 
 @pytest.mark.slow

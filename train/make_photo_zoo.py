@@ -189,7 +189,8 @@ out: a fundus photograph whose black surround would be a fifth of all patches.
     card = render_card(results, cfg, body_extra=body, budget=budget)
     pipe.save_pretrained(out)
     (out / "README.md").write_text(card)
-    (out / "photos.json").write_text(json.dumps({"heldout": rows, "timing_512": timing, "calibration_seconds": calibration}, indent=1) + "\n")
+    table = {"heldout": rows, "timing_512": timing, "calibration_seconds": calibration}
+    (out / "photos.json").write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {out}")
     if args.dequantizer:
         attach_dequantizer(out, Path(args.dequantizer))
