@@ -71,7 +71,22 @@ def _default_model(data: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score the data set, print the summary on the main process; exit 1 when some image failed."""
+    """Score the data set, print the summary on the main process; exit 1 when some image failed.
+
+    In a launch of several processes each one ends with ``os._exit`` once its part is done and its output flushed
+    (after a final barrier, with every result on disk): a gloo process group can abort a process while it is taken
+    down or at the interpreter's exit ("terminate called without an active exception"), which would turn a
+    finished run into a failed command.
+    """
+    code = _run(args)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.fast and (args.rtol or args.atol):
         raise CLIError("--fast takes the calibrated schedule's fixed steps: drop --rtol/--atol (or --fast).",
                        EXIT_USAGE)
@@ -94,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                      solver="calibrated" if args.fast else "torchode" if args.rtol or args.atol else "auto",
                      rtol=args.rtol, atol=args.atol, divergence=args.divergence,
                      dequantization=args.dequantization, plot=args.plot,
-                     progress=show_progress(args),
+                     progress=show_progress(args), keep_process_group=True,
                      command=shlex.join(["scorezoo", *argv]) if argv is not None else None)
     except (ValueError, ModelNotFoundError) as e:
         if not main:  # every process stops on the same problem; the main one says it, once

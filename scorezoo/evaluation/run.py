@@ -113,12 +113,14 @@ class _Processes:
             self.world, self.rank, self.device = state.num_processes, state.process_index, state.device
             self._owns_group = ours and torch.distributed.is_initialized()
 
-    def close(self) -> None:
-        """Take down the process group this run started: a gloo group left to the interpreter's exit can abort a
-        process ("terminate called without an active exception") after its work is done."""
+    def close(self, keep_group: bool = False) -> None:
+        """Wait for every process, then take down the process group this run started (unless ``keep_group``): a
+        gloo group left to the interpreter's exit can abort a process ("terminate called without an active
+        exception") after its work is done."""
         if self.world > 1 and getattr(self, "_owns_group", False):
             torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+            if not keep_group:
+                torch.distributed.destroy_process_group()
 
     def all_gather(self, obj) -> list:
         if self.world == 1:
@@ -293,6 +295,7 @@ def evaluate(
     progress: bool = True,
     command: str | None = None,
     timeout_s: float = 7 * 24 * 3600,
+    keep_process_group: bool = False,
 ) -> EvalSummary:
     """Bits/dim of every image of a data set under a model, streamed to ``out`` one JSON line per image, on this
     process or split across the processes of a launch (``accelerate launch``, ``torchrun``); see the module
@@ -329,6 +332,10 @@ def evaluate(
         progress: a progress bar with images/s and the time left, on the main process (its share of the work).
         command: the command line to record in the summary (default: this process's ``sys.argv``).
         timeout_s: how long a process that has finished its share may wait for the others at the end.
+        keep_process_group: in a launch, leave the process group this run started up after the final barrier
+            instead of taking it down: for a caller that ends the process itself right after (``scorezoo eval`` exits
+            with ``os._exit``, since a gloo group can abort a process while it is taken down or at the
+            interpreter's exit, after all the work is on disk).
 
     Returns:
         :class:`EvalSummary`, on every process.
@@ -454,7 +461,7 @@ def evaluate(
     summary = procs.all_gather(summary)[0]
     if procs.rank != 0:
         mine.unlink(missing_ok=True)  # merged by the main process (on a disk it may not see)
-    procs.close()
+    procs.close(keep_group=keep_process_group)
     return summary
 
 
