@@ -81,11 +81,10 @@ def attach_dequantizer(out: Path, deq_run: Path) -> None:
     pipe.save_pretrained(out)
     card = (out / "README.md").read_text()
     head, sep, tail = card.partition("\n## Limitations")
-    section = dequantizer_run_section(deq_run, NAME)
+    section = dequantizer_run_section(deq_run, NAME, items="tiles spread evenly over the held-out photos")
     start = head.find("\n### Variational dequantization")
     if start >= 0:  # replace an earlier one
         head = head[:start]
-    section = section.replace(" images, ", " tiles spread evenly over the held-out photos, ", 1)
     (out / "README.md").write_text(head.rstrip("\n") + "\n\n" + section + "\n" + sep + tail)
     print(f"bundled the dequantizer of {deq_run} with {out}")
 

@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, common_parent, debug_enabled, finite, fmt,
-                     load_model, model_parent, note, positive_float, positive_int, show_progress)
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantization_argument, common_parent,
+                     debug_enabled, finite, fmt, load_model, model_parent, note, positive_float, positive_int,
+                     show_progress)
 
 #: the exact divergence is cheap enough below this many dimensions (8×8 digits: 64), and leaves only the
 #: dequantization noise; above it Hutchinson's one-probe estimate is used
@@ -41,9 +42,7 @@ def add_parser(sub) -> None:
                    help=f"divergence of the score: exact (D backward passes), Hutchinson (one), or auto (default: "
                         f"exact on a calibrated schedule up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, "
                         "so that a picture's number is not mostly probe noise; else Hutchinson)")
-    p.add_argument("--dequantization", choices=("uniform", "variational"), default="uniform",
-                   help="uniform noise (default), or u ~ q(u | k) of the model's trained dequantizer: a tighter upper "
-                        "bound, for models that ship one (dequantizer/ in the model folder)")
+    add_dequantization_argument(p)
     p.add_argument("--invert", action="store_true",
                    help="invert the pictures (v -> 1 - v): for dark ink on light paper under the digits models")
     p.add_argument("--rtol", type=positive_float, default=None, help="ODE relative tolerance (default 1e-5)")

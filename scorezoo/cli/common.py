@@ -62,6 +62,13 @@ def model_parent() -> argparse.ArgumentParser:
     return model
 
 
+def add_dequantization_argument(p: argparse.ArgumentParser) -> None:
+    """``--dequantization uniform|variational``, the same for every sub-command that scores pictures."""
+    p.add_argument("--dequantization", choices=("uniform", "variational"), default="uniform",
+                   help="uniform noise (default), or u ~ q(u | k) of the model's trained dequantizer: a tighter upper "
+                        "bound, for models that ship one (dequantizer/ in the model folder)")
+
+
 def note(args: argparse.Namespace, text: str) -> None:
     """A note on stderr, unless ``--quiet``."""
     if not args.quiet:

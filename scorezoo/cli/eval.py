@@ -15,8 +15,8 @@ import os
 import shlex
 import sys
 
-from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, common_parent, fmt, model_parent, positive_float,
-                     positive_int, show_progress)
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantization_argument, common_parent, fmt,
+                     model_parent, positive_float, positive_int, show_progress)
 
 DATA_HELP = ("digits (held-out split), photo-patches (held-out tiles of the photos), cifar10:ROOT (test split, "
              "torchvision, already downloaded), photos (held-out photos, tiled), photos:PATH (pictures, tiled), a "
@@ -42,9 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--fast", action="store_true",
                    help="insist on the model's calibrated fixed-step schedule (the default when it has one): stop "
                         "instead of falling back to the adaptive solver")
-    p.add_argument("--dequantization", choices=("uniform", "variational"), default="uniform",
-                   help="uniform noise (default), or u ~ q(u | k) of the model's trained dequantizer (a tighter "
-                        "bound, for models that ship one)")
+    add_dequantization_argument(p)
     p.add_argument("--bound", action="store_true",
                    help="score with the likelihood bound (Song et al. 2021, Thm. 3) instead of the ODE")
     p.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",

@@ -59,10 +59,10 @@ def ablation_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def dequantizer_run_section(run: Path, name: str) -> str:
+def dequantizer_run_section(run: Path, name: str, items: str = "images") -> str:
     """:func:`dequantizer_section` of the finished ``train/train_dequantizer.py`` run folder ``run`` (its
     ``results.json``, ``config.yaml`` and ``log.jsonl``, whose median steps/s gives the budget line) for the zoo model
-    ``name``."""
+    ``name``; ``items`` names what was scored (``"images"``, ``"tiles spread evenly over the held-out photos"``)."""
     import yaml
 
     run = Path(run)
@@ -74,10 +74,10 @@ def dequantizer_run_section(run: Path, name: str) -> str:
     budget = (f"{cfg['max_train_steps']} steps × batch {cfg['batch_size']} on 1 CPU thread of a shared 2-core "
               f"machine, median {rate:.2f} steps/s while other jobs ran "
               f"(≈{cfg['max_train_steps'] / rate / 60:.0f} min of wall time).")
-    return dequantizer_section(res, {**cfg, "pretrained": name}, budget)
+    return dequantizer_section(res, {**cfg, "pretrained": name}, budget, items=items)
 
 
-def dequantizer_section(results: dict, cfg: dict, budget: str) -> str:
+def dequantizer_section(results: dict, cfg: dict, budget: str, items: str = "images") -> str:
     """The card's section on its variational dequantizer, from the ``results.json`` and config of
     ``train/train_dequantizer.py`` (held-out paired comparisons per estimator) and a budget line; ``cfg["pretrained"]``
     names the zoo model (its config file ``train/configs/deq-<name>.yaml``)."""
@@ -93,7 +93,7 @@ def dequantizer_section(results: dict, cfg: dict, budget: str) -> str:
              "against the frozen model on its likelihood bound, as score_flow trains its dequantizer:", "",
              "```bash", f"python train/train_dequantizer.py --config train/configs/deq-{cfg['pretrained']}.yaml",
              "```", "", f"Budget: {budget}", "",
-             f"Held-out bits/dim ({any_ev['num_images']} images, {any_ev['num_repeats']} "
+             f"Held-out bits/dim ({any_ev['num_images']} {items}, {any_ev['num_repeats']} "
              f"draw{'s' if any_ev['num_repeats'] > 1 else ''} each), uniform vs "
              "variational dequantization, paired (the same seed: the same uniform numbers, which q transforms, and "
              "the same probes and times), mean ± standard error over images:", "",
