@@ -96,41 +96,6 @@ def test_load_dataset_errors():
         sample_toy("spirals", 10)
 
 
-class _FakeCIFAR10:
-    """Mimics ``torchvision.datasets.CIFAR10`` on a tiny fake folder: ``.data`` is ``(N, 32, 32, 3)`` uint8."""
-
-    def __init__(self, root, train=True, download=False):
-        assert download is False
-        path = f"{root}/{'train' if train else 'test'}.npy"
-        try:
-            self.data = np.load(path)
-        except FileNotFoundError:
-            raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it") from None
-
-
-def test_cifar10_code_path_on_a_fake_folder(tmp_path, monkeypatch):
-    tv = types.ModuleType("torchvision")
-    tv.datasets = types.ModuleType("torchvision.datasets")
-    tv.datasets.CIFAR10 = _FakeCIFAR10
-    monkeypatch.setitem(sys.modules, "torchvision", tv)
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", tv.datasets)
-    with pytest.raises(ValueError, match="no readable CIFAR-10"):
-        load_cifar10(tmp_path)
-    rng = np.random.default_rng(0)
-    train = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    np.save(tmp_path / "train.npy", train)
-    np.save(tmp_path / "test.npy", train[:2])
-    data = load_dataset("cifar10", data_dir=str(tmp_path))
-    assert data.train.shape == (5, 3, 32, 32) and data.eval.shape == (2, 3, 32, 32) and data.num_levels == 256
-    assert torch.equal(data.train[3, 2], torch.from_numpy(train[3, :, :, 2].astype(np.int64)))  # channel = blue
-
-
-def test_cifar10_without_torchvision_says_how_to_get_it(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torchvision", None)
-    with pytest.raises(ImportError, match="torchvision"):
-        load_cifar10("anywhere")
-
-
 def test_eval_subset_spreads_over_the_split_and_keeps_it_whole_when_asked():
     """A split in raster order (tiles of the held-out photos) is sampled end to end, not from its first corner."""
     from scorezoo.datasets import TrainingData

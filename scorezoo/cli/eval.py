@@ -18,8 +18,9 @@ import sys
 from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantization_argument, common_parent, fmt,
                      model_parent, positive_float, positive_int, show_progress)
 
-DATA_HELP = ("digits (held-out split), photo-patches (held-out tiles of the photos), cifar10:ROOT (test split, "
-             "torchvision, already downloaded), photos (held-out photos, tiled), photos:PATH (pictures, tiled), a "
+DATA_HELP = ("digits (held-out split), photo-patches (held-out tiles of the photos), cifar10 or cifar10:ROOT "
+             "(CIFAR-10's --split, from ROOT, $SCOREZOO_CIFAR10 or ./data/cifar10: torchvision's "
+             "cifar-10-batches-py or a train|test/<class>/*.png tree), photos (held-out photos, tiled), photos:PATH (pictures, tiled), a "
              "picture file, a folder (recursive), @LIST (a text file of paths); several pictures specs are joined")
 
 
@@ -30,6 +31,8 @@ def add_parser(sub) -> None:
                                    "(run the same command again), and the same per-image numbers on 1 or N "
                                    "processes (accelerate launch --multi_gpu --num_processes N -m scorezoo eval ...).")
     p.add_argument("--data", "-d", nargs="+", required=True, metavar="SPEC", help=DATA_HELP)
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="the split of CIFAR-10 to score (default test, the benchmark's 10,000 images)")
     p.add_argument("--out", "-o", default="results.jsonl",
                    help="per-image results, one JSON line per image (default results.jsonl); the summary goes "
                         "beside it as .json")
@@ -101,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 
     argv = getattr(args, "argv", None)
     try:
-        s = evaluate(model, args.data, args.out, revision=args.revision, num_repeats=args.num_repeats,
+        s = evaluate(model, args.data, args.out, split=args.split, revision=args.revision, num_repeats=args.num_repeats,
                      seed=args.seed, limit=args.limit, batch_size=args.batch_size,
                      estimator="bound" if args.bound else "ode",
                      solver="calibrated" if args.fast else "torchode" if args.rtol or args.atol else "auto",

@@ -6,7 +6,10 @@ Specs (one or more; several are concatenated in the order given, and must all be
 ``digits``          sklearn's 8×8 digits, the held-out split (index ``i % 6 == 0``: 300 images, 17 levels)
 ``photo-patches``   the held-out non-overlapping P×P tiles of :func:`scorezoo.datasets.load_photo_patches`
                     (P = the model's size; 2469 tiles of chelsea, coffee and china at P = 16)
-``cifar10:ROOT``    CIFAR-10's 10,000 test images through torchvision, already downloaded under ``ROOT``
+``cifar10``         CIFAR-10's test split (10,000 images; ``split="train"``: the 50,000 training images), read
+                    by :mod:`scorezoo.datasets.cifar10` from ``$SCOREZOO_CIFAR10`` or the default places
+``cifar10:ROOT``    the same from the folder ``ROOT`` (torchvision's ``cifar-10-batches-py`` or an image-folder
+                    tree ``train|test/<class>/*.png``)
 ``PATH``            a picture file, or every picture under a folder (recursively, sorted by path; the suffixes
                     of :data:`scorezoo.datasets.IMAGE_EXTENSIONS`), each resized to the model by
                     :func:`scorezoo.data.load_image` (the transform of ``scorezoo bpd``)
@@ -32,7 +35,7 @@ import torch
 __all__ = ["EvalData", "load_eval_data", "NAMED_DATA"]
 
 #: the specs that name a data set rather than files
-NAMED_DATA = ("digits", "photo-patches", "cifar10:ROOT", "photos")
+NAMED_DATA = ("digits", "photo-patches", "cifar10", "cifar10:ROOT", "photos")
 
 
 @dataclass
@@ -94,7 +97,7 @@ def _pictures(spec: str) -> list[Path]:
                      "photos:PATH or @LIST.")
 
 
-def _named(spec: str, data_shape: tuple[int, ...]) -> EvalData:
+def _named(spec: str, data_shape: tuple[int, ...], split: str) -> EvalData:
     from .. import datasets
 
     if spec == "digits":
@@ -105,14 +108,17 @@ def _named(spec: str, data_shape: tuple[int, ...]) -> EvalData:
         # stride = size, one scale, no flips: the held-out tiles are the same, the unused training part is smaller
         d = datasets.load_photo_patches(patch_size=size, stride=size, scales=(1,), flips=False)
         sources = [f"photo-patches[{i}]" for i in range(len(d.eval))]
-    else:  # cifar10:ROOT
-        d = datasets.load_cifar10(spec.split(":", 1)[1])
-        sources = [f"cifar10-test[{i}]" for i in range(len(d.eval))]
+    else:  # cifar10, cifar10:ROOT
+        root = spec.split(":", 1)[1] if ":" in spec else None
+        images, _, desc = datasets.load_cifar10_split(root, split)
+        return EvalData(spec, desc, [f"cifar10-{split}[{i}]" for i in range(len(images))], levels=images.long(),
+                        data_shape=(3, 32, 32), num_levels=256)
     return EvalData(spec, d.eval_split, sources, levels=d.eval.long(), data_shape=tuple(d.data_shape),
                     num_levels=d.num_levels)
 
 
-def load_eval_data(specs: str | Sequence[str], *, data_shape: Sequence[int], num_levels: int) -> EvalData:
+def load_eval_data(specs: str | Sequence[str], *, data_shape: Sequence[int], num_levels: int,
+                   split: str = "test") -> EvalData:
     """The images named by ``specs`` (see the module docstring), checked against a model of ``data_shape`` and
     ``num_levels``, before any work starts.
 
@@ -120,6 +126,7 @@ def load_eval_data(specs: str | Sequence[str], *, data_shape: Sequence[int], num
         specs: one spec or several (pictures only, when several).
         data_shape: the model's ``(C, H, W)``.
         num_levels: the model's levels K.
+        split: the split of a data set that has several (CIFAR-10: ``"test"`` or ``"train"``).
 
     Returns:
         :class:`EvalData`; pictures are not opened here (an unreadable one is a failure of its own, by index).
@@ -127,20 +134,23 @@ def load_eval_data(specs: str | Sequence[str], *, data_shape: Sequence[int], num
     Raises:
         ValueError: an unknown spec, a missing file or folder, an empty folder, several specs that mix a named
             data set with others, a data set the model does not fit (shape or levels), or a missing optional
-            package (torchvision for CIFAR-10; scikit-learn or scikit-image for the digits and photos).
+            package (scikit-learn or scikit-image for the digits and photos); missing or damaged CIFAR-10
+            (:class:`scorezoo.datasets.CIFAR10Error`, one line on the formats and where to get it).
     """
     specs = [specs] if isinstance(specs, str) else list(specs)
     if not specs:
-        raise ValueError("--data: give a data set (digits, photo-patches, cifar10:ROOT, photos) or pictures.")
+        raise ValueError("--data: give a data set (digits, photo-patches, cifar10, cifar10:ROOT, photos) or pictures.")
     data_shape = tuple(int(v) for v in data_shape)
     if len(data_shape) != 3:
         raise ValueError(f"the model takes data of shape {data_shape}, not pictures: scorezoo eval scores images.")
-    named = [s for s in specs if s in ("digits", "photo-patches") or s.startswith("cifar10:")]
+    named = [s for s in specs if s in ("digits", "photo-patches", "cifar10") or s.startswith("cifar10:")]
+    if split != "test" and not all(s == "cifar10" or s.startswith("cifar10:") for s in specs):
+        raise ValueError(f"--split {split}: only CIFAR-10 has splits to choose (--data cifar10).")
     if named:
         if len(specs) > 1:
             raise ValueError(f"--data {named[0]} is a whole data set: give it alone (got {' '.join(specs)}).")
         try:
-            data = _named(named[0], data_shape)
+            data = _named(named[0], data_shape, split)
         except ImportError as e:
             raise ValueError(f"--data {named[0]}: {e}") from None
         if (data.data_shape, data.num_levels) != (data_shape, num_levels):

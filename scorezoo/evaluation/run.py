@@ -280,6 +280,7 @@ def evaluate(
     data: str | Sequence[str],
     out: str | os.PathLike = "results.jsonl",
     *,
+    split: str = "test",
     revision: str | None = None,
     num_repeats: int = 1,
     seed: int = 0,
@@ -311,7 +312,8 @@ def evaluate(
             :meth:`~scorezoo.pipeline.ScorePipeline.from_pretrained` (loaded by every process).
         revision: the Hub revision of a named model.
         data: a spec or several (:mod:`scorezoo.evaluation.data`): ``"digits"``, ``"photo-patches"``,
-            ``"cifar10:ROOT"``, ``"photos"``, ``"photos:PATH"``, picture files, folders, ``"@LIST"``.
+            ``"cifar10"``, ``"cifar10:ROOT"``, ``"photos"``, ``"photos:PATH"``, picture files, folders, ``"@LIST"``.
+        split: the split of a data set that has several: CIFAR-10's ``"test"`` (default) or ``"train"``.
         out: the per-image results, a ``.jsonl`` file; the summary goes next to it as ``.json``. An existing pair
             from the same settings is resumed: the images it holds are skipped.
         num_repeats: dequantization draws per image, K >= 1 (K >= 2 also measures the dequantization noise).
@@ -384,7 +386,7 @@ def evaluate(
     if dequantization == "variational" and pipe.dequantizer is None:
         raise ValueError(f"model {model_name} has no variational dequantizer: use uniform dequantization, or train "
                          "one (train/train_dequantizer.py).")
-    ev = load_eval_data(data, data_shape=pipe.data_shape, num_levels=pipe.num_levels)
+    ev = load_eval_data(data, data_shape=pipe.data_shape, num_levels=pipe.num_levels, split=split)
     if limit is not None:
         ev = ev.take(limit)
     kwargs, solver_text, settings = _solver(pipe, estimator, solver, rtol, atol, divergence)
@@ -393,7 +395,7 @@ def evaluate(
     batch = batch_size or (DEFAULT_PATCH_BATCH if ev.tile else DEFAULT_BATCH_SIZE)
     n = len(ev)
     config = {"model": model_name, "revision": revision, "model_sha256": _fingerprint(pipe), "data": ev.spec,
-              "num_images": n, "limit": limit, "seed": seed, "num_repeats": num_repeats, "batch_size": batch,
+              **({"split": split} if split != "test" else {}), "num_images": n, "limit": limit, "seed": seed, "num_repeats": num_repeats, "batch_size": batch,
               "tile": ev.tile, **settings}
 
     # the main process checks that existing results come from these settings; every process stops on its answer

@@ -23,11 +23,14 @@ __all__ = ["DEFAULTS", "DESCRIPTIONS", "ConfigError", "MissingExtraError", "load
 #: (key, default, one line on what it means): the single source of :data:`DEFAULTS`, :data:`DESCRIPTIONS` and --help
 _KEYS: list[tuple[str, object, str]] = [
     ("name", None, "zoo name, e.g. vp-mle-digits (used by the model card and the Hub id)"),
-    ("dataset", "digits", "data set: digits, photo_patches, image_folder, cifar10 or a 2-D toy (scorezoo.datasets)"),
-    ("data_dir", None, "folder of an image_folder or cifar10 data set"),
+    ("dataset", "digits", "data set: digits, photo_patches, photo_folder, image_folder, cifar10 or a 2-D toy "
+                          "(scorezoo.datasets)"),
+    ("data_dir", None, "folder of a photo_folder, image_folder or cifar10 data set (cifar10: null looks in "
+                       "$SCOREZOO_CIFAR10, ./data/cifar10, ~/.cache/scorezoo/cifar10)"),
     ("data_shape", None, "[C, H, W] the pictures of an image_folder are resized to"),
     ("num_levels", None, "intensity levels of an image_folder (null: 256)"),
-    ("dataset_options", {}, "options of the loader (photo_patches: patch_size, stride, scales, flips)"),
+    ("dataset_options", {}, "options of the loader (photo_patches: patch_size, stride, scales, flips; "
+                            "photo_folder: crop_size, scales, heldout_every, heldout_crop, num_crops)"),
     ("dequantize", True, "uniform dequantization of integer data, fresh noise at every step"),
     ("random_flip", False, "flip half of each batch horizontally (images; the official CIFAR-10 recipes)"),
     ("sde", {"type": "vp"}, "the SDE, as scorezoo.get_sde takes it (type vp | subvp | ve and its parameters)"),
@@ -39,6 +42,8 @@ _KEYS: list[tuple[str, object, str]] = [
     ("batch_size", 128, "global batch per optimiser step, over all processes and accumulation steps"),
     ("gradient_accumulation_steps", 1, "micro-batches per optimiser step"),
     ("max_train_steps", 1000, "optimiser steps in all (a resumed run continues up to this step)"),
+    ("max_train_minutes", None, "stop this session after this many minutes of training (checkpointed and exported at "
+                                "the step reached; resume later with --resume_from_checkpoint latest); null: no limit"),
     ("learning_rate", 2e-4, "Adam's learning rate after the warm-up"),
     ("adam_betas", [0.9, 0.999], "Adam's betas"),
     ("adam_eps", 1e-8, "Adam's epsilon"),
@@ -54,9 +59,12 @@ _KEYS: list[tuple[str, object, str]] = [
                          "and export first"),
     ("checkpointing_steps", 500, "save a checkpoint every this many steps (and at the last step)"),
     ("checkpoints_total_limit", 2, "keep the newest this many checkpoints"),
+    ("init_from", None, "start from the weights of a saved pipeline or network folder (same network config), with "
+                        "a fresh optimiser: to continue a model whose checkpoint was not kept"),
     ("resume_from_checkpoint", None, "continue a run: a checkpoint folder, or latest (the newest in output_dir)"),
     ("eval_steps", 1000, "score the held-out split every this many steps (0: never)"),
     ("eval_num_samples", 100, "held-out items of the periodic evaluation"),
+    ("eval_batch_size", 64, "held-out items per ODE solve in the evaluations (larger on a GPU)"),
     ("final_eval", True, "at the end, score the whole held-out split (ODE and bound, final_eval_num_repeats draws "
                          "each): minutes on a CPU, ~5 min for the 300 digits; false skips it"),
     ("final_eval_num_repeats", 2, "dequantization draws per held-out image in the final evaluation"),
@@ -226,6 +234,11 @@ def check_config(cfg: dict) -> None:
                 "log_every", "eval_num_samples", "final_eval_num_repeats"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}.")
+    if cfg["max_train_minutes"] is not None and not (isinstance(cfg["max_train_minutes"], (int, float))
+                                                     and cfg["max_train_minutes"] > 0):
+        raise ConfigError(f"max_train_minutes must be a positive number or null, got {cfg['max_train_minutes']!r}.")
+    if not isinstance(cfg["eval_batch_size"], int) or cfg["eval_batch_size"] < 1:
+        raise ConfigError(f"eval_batch_size must be a positive integer, got {cfg['eval_batch_size']!r}.")
     if not isinstance(cfg["eval_steps"], int) or cfg["eval_steps"] < 0:
         raise ConfigError(f"eval_steps must be an integer >= 0, got {cfg['eval_steps']!r}.")
     if cfg["mixed_precision"] not in ("no", "fp16", "bf16"):
@@ -238,5 +251,8 @@ def check_config(cfg: dict) -> None:
     for key in ("overwrite", "final_eval", "dequantize", "random_flip"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}.")
+    if cfg["init_from"] and cfg["resume_from_checkpoint"]:
+        raise ConfigError("init_from starts a run from saved weights and resume_from_checkpoint continues a run "
+                          "from its checkpoint: give one of them.")
     if cfg["overwrite"] and cfg["resume_from_checkpoint"]:
         raise ConfigError("overwrite starts afresh and resume_from_checkpoint continues a run: give one of them.")

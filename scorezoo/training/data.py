@@ -53,6 +53,7 @@ class TrainState:
         self.seed, self.num_items, self.batch_size = int(seed), int(num_items), int(batch_size)
         self.step = 0
         self.steps_per_epoch = num_items // batch_size
+        self._perm: tuple[int, torch.Tensor] | None = None  # (epoch, its order): one randperm per epoch
 
     @property
     def epoch(self) -> int:
@@ -62,8 +63,10 @@ class TrainState:
     def batch_indices(self, step: int) -> torch.Tensor:
         """``(batch_size,)`` indices of the items of global step ``step`` (0-based)."""
         epoch, pos = divmod(step, self.steps_per_epoch)
-        perm = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        return perm[pos * self.batch_size:(pos + 1) * self.batch_size]
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._perm = (epoch, torch.randperm(self.num_items, generator=g))
+        return self._perm[1][pos * self.batch_size:(pos + 1) * self.batch_size]
 
     def step_generator(self, step: int) -> torch.Generator:
         """CPU generator of step ``step``'s flips, dequantization noise, times and Gaussian noise."""

@@ -47,7 +47,8 @@ def evaluate(pipe: ScorePipeline, cfg: dict, data: TrainingData, num_samples: in
 
     Args:
         pipe: the model (EMA weights).
-        cfg: the run's config (``eval_seed``, ``ode_rtol``, ``ode_atol``, ``bound_num_time_points``).
+        cfg: the run's config (``eval_seed``, ``ode_rtol``, ``ode_atol``, ``bound_num_time_points``,
+            ``eval_batch_size``).
         data: the data set; its ``eval`` split is scored.
         num_samples: how many held-out items (evenly spaced over the split); None: all.
         num_repeats: dequantization draws per image (integer data).
@@ -63,8 +64,10 @@ def evaluate(pipe: ScorePipeline, cfg: dict, data: TrainingData, num_samples: in
     pipe.model.eval()
     if data.num_levels is not None:
         ode = pipe.bits_per_dim(ev.numpy(), estimator="ode", num_repeats=num_repeats, generator=g(),
+                                max_batch_size=cfg["eval_batch_size"],
                                 rtol=cfg["ode_rtol"], atol=cfg["ode_atol"]).bpd
         bound = pipe.bits_per_dim(ev.numpy(), estimator="bound", num_repeats=num_repeats, generator=g(),
+                                  max_batch_size=cfg["eval_batch_size"],
                                   num_time_points=cfg["bound_num_time_points"]).bpd
         unit, uniform = "bits/dim", uniform_bits_per_dim(data.num_levels)
     else:

@@ -234,6 +234,7 @@ def _train(cfg: dict, command: str | None) -> dict:
     state = TrainState(cfg["seed"], len(data.train), cfg["batch_size"])
     objective = DSMObjective(model, cfg["weighting"], float(cfg["eps"]))
     objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
+    ema.to(accelerator.device)  # the average lives beside the weights it follows
     accelerator.register_for_checkpointing(ema, state)
     raw_model: ScoreModel = accelerator.unwrap_model(objective).model
 
@@ -261,6 +262,8 @@ def _train(cfg: dict, command: str | None) -> dict:
     bar = tqdm(total=cfg["max_train_steps"], initial=state.step, disable=not (accelerator.is_local_main_process
                                                                                and cfg["progress_bar"]))
     t_start, steps_done, running = time.time(), 0, []
+    deadline = t_start + 60 * float(cfg["max_train_minutes"]) if cfg["max_train_minutes"] else None
+    stopped_early = False
     objective.train()
     while state.step < cfg["max_train_steps"]:
         step = state.step
@@ -302,25 +305,33 @@ def _train(cfg: dict, command: str | None) -> dict:
                 bar.write(f"step {state.step}: {format_evaluation(res)}")
                 log({"step": state.step, "eval": summary})
             accelerator.wait_for_everyone()
-        if state.step % cfg["checkpointing_steps"] == 0 or state.step == cfg["max_train_steps"]:
+        if deadline is not None and state.step < cfg["max_train_steps"]:
+            # every process must stop at the same step: the main process's clock decides
+            flag = torch.tensor(float(time.time() >= deadline), device=accelerator.device)
+            stopped_early = bool(accelerator.reduce(flag, reduction="sum").item() > 0) if world > 1 else bool(flag)
+        if state.step % cfg["checkpointing_steps"] == 0 or state.step == cfg["max_train_steps"] or stopped_early:
             save_checkpoint(accelerator, output_dir, state.step, int(cfg["checkpoints_total_limit"]))
+        if stopped_early:
+            accelerator.print(f"max_train_minutes ({cfg['max_train_minutes']}) reached at step {state.step}: "
+                              f"checkpointed; continue with --resume_from_checkpoint latest")
+            break
     bar.close()
     elapsed = time.time() - t_start
 
     results: dict = {}
     if accelerator.is_main_process:
         extra = {"dataset": data.name, "weighting": cfg["weighting"], "training_command": command or "",
-                 "training_steps": cfg["max_train_steps"], "batch_size": cfg["batch_size"], "seed": cfg["seed"]}
+                 "training_steps": state.step, "batch_size": cfg["batch_size"], "seed": cfg["seed"]}
         if cfg["name"]:
             extra = {"name": cfg["name"], **extra}
         if cfg["dataset_options"]:
             extra["dataset_options"] = cfg["dataset_options"]
-        if data.name == "photo_patches":
+        if data.name in ("photo_patches", "photo_folder"):
             # a model of patches scores a larger photo tile by tile at its own resolution, not resized
             extra["tile_larger_images"] = True
         pipe = ema_pipeline(extra)
         results = {"name": cfg["name"], "dataset": data.name, "sde": sde.name, "weighting": cfg["weighting"],
-                   "parameters": num_params, "max_train_steps": cfg["max_train_steps"],
+                   "parameters": num_params, "max_train_steps": cfg["max_train_steps"], "trained_steps": state.step,
                    "batch_size": cfg["batch_size"], "num_processes": world,
                    "launcher": "accelerate launch" if launched else "python", "eval_split": data.eval_split,
                    "command": command or "",

@@ -64,4 +64,29 @@ def build_and_check_network(cfg: dict, data: TrainingData) -> torch.nn.Module:
             from None
     if tuple(out.shape[1:]) != tuple(shape):
         raise ConfigError(f"the network maps {shape} to {tuple(out.shape[1:])}; it must return the input's shape.")
+    if cfg.get("init_from"):
+        init_weights(net, cfg["init_from"])
     return net
+
+
+def init_weights(net: torch.nn.Module, folder: str) -> None:
+    """Copy into ``net`` the weights saved in ``folder``: a pipeline folder (its ``network/``) or a network folder.
+
+    Raises:
+        ConfigError: no network there, or one whose config differs from ``net``'s.
+    """
+    from pathlib import Path
+
+    from ..models import load_network
+    from ..models.networks import network_config
+
+    root = Path(folder).expanduser()
+    where = root / "network" if (root / "network").is_dir() else root
+    try:
+        saved = load_network(where)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"init_from {folder!r}: {e}") from None
+    if network_config(saved) != network_config(net):
+        raise ConfigError(f"init_from {folder!r}: its network config differs from this run's network "
+                          "(init_from continues the same network).")
+    net.load_state_dict(saved.state_dict())
