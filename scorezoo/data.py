@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["load_image", "to_levels", "levels_to_uint8", "LoadedImage", "MAX_IMAGE_PIXELS",
+__all__ = ["load_image", "to_levels", "levels_to_uint8", "levels_to_images", "LoadedImage", "MAX_IMAGE_PIXELS",
            "background_is_light", "Tiles", "tile_levels", "untile", "is_picture", "is_colour", "open_image"]
 
 #: pictures larger than this are refused from their header, before decoding (a 4000×3000 photo is 12M)
@@ -352,6 +352,17 @@ def to_levels(images: Any, *, data_shape: Sequence[int], num_levels: int,
         raise ValueError(f"this model's data are not images (shape {tuple(data_shape)}): pass an array.")
     loaded = [load_image(item, data_shape=data_shape, num_levels=num_levels, invert=invert) for item in images]
     return torch.stack([li.levels for li in loaded]), [li.transform for li in loaded]
+
+
+def levels_to_images(levels: torch.Tensor, num_levels: int, output_type: str = "pil"):
+    """Images of levels ``(B, C, H, W)`` in [0, K): ``"pt"`` a float tensor in [0, 1], ``"np"`` a float32 array
+    ``(B, H, W, C)`` in [0, 1] of the 8-bit values (:func:`levels_to_uint8`), ``"pil"`` a list of PIL images."""
+    if output_type == "pt":
+        return levels.float() / (num_levels - 1)
+    u8 = levels_to_uint8(levels, num_levels)
+    if output_type == "np":
+        return u8.astype(np.float32) / 255.0
+    return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in u8]
 
 
 def levels_to_uint8(levels: torch.Tensor, num_levels: int) -> np.ndarray:

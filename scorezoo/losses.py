@@ -27,7 +27,7 @@ import torch
 
 from .models import ScoreModel
 from .sde import SDE
-from .utils import bcast, rand, randn
+from .utils import rand, randn
 
 __all__ = ["WEIGHTINGS", "sample_time", "dsm_loss"]
 
@@ -122,13 +122,14 @@ def dsm_loss(
         z = randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype)
     elif z.shape != x0.shape:
         raise ValueError(f"z must have the shape of x0 {tuple(x0.shape)}, got {tuple(z.shape)}.")
-    mean, sigma = sde.marginal_prob(x0, t)
-    xt = mean + bcast(sigma, x0) * z
+    xt = sde.perturb(x0, t, z)
+    sigma = sde.alpha_sigma(t)[1]
     if model.parameterization == "epsilon":
-        # sigma s = -eps_hat exactly; going through the score would divide by sigma ~ 3e-3 at t = eps
+        # sde.dsm_residual with sigma s = -eps_hat exactly; going through the score would divide by sigma ~ 3e-3
+        # at t = eps
         residual = z - model.network_output(xt, t)
     else:
-        residual = bcast(sigma, x0) * model(xt, t) + z
+        residual = sde.dsm_residual(model(xt, t), t, z)
     sq = residual.flatten(1).pow(2).sum(1)
     if weighting == "score":
         lam_over_s2 = torch.ones_like(t)

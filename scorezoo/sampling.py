@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .likelihood.flow import ProbabilityFlow
-from .likelihood.ode import ADAPTIVE_METHODS, DEFAULT_TOL, FIXED_STEP_METHODS
+from .likelihood.solvers import get_solver, solve
 from .sde import SDE
 from .utils import ScoreFn, bcast, randn
 
@@ -97,8 +97,7 @@ def _check(x_T: torch.Tensor, sde: SDE, times) -> torch.Tensor:
 
 def _denoise(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, eps: float) -> torch.Tensor:
     t = torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype)
-    alpha, sigma = sde.alpha_sigma(t)
-    return (x + bcast(sigma**2, x) * score_fn(x, t)) / bcast(alpha, x)
+    return sde.tweedie_denoise(x, t, score_fn(x, t))
 
 
 @torch.no_grad()
@@ -128,7 +127,8 @@ def sample_ode(
         callback: called at every evaluation of the drift with ``{"i", "t", "x"}``.
         denoise: finish with Tweedie's denoising step.
         progress: show a progress bar over ODE time.
-        method: a torchdiffeq method: adaptive (``"dopri5"``, ...) or fixed-step (``"rk4"``, ``"euler"``, ...).
+        method: a method of :data:`~scorezoo.likelihood.solvers.SOLVERS` that torchdiffeq has: adaptive
+            (``"dopri5"``, ...) or fixed-step (``"rk4"``, ``"euler"``, ...).
         rtol, atol: tolerances of an adaptive method (default 1e-5); refused for a fixed-step one.
 
     Returns:
@@ -137,19 +137,11 @@ def sample_ode(
     Raises:
         ValueError: bad ``x_T`` or ``times``, an unknown method, or tolerances for a fixed-step method.
     """
-    from torchdiffeq import odeint
-
     times = _check(x_T, sde, times)
     eps = times[-1].item()
-    if method in FIXED_STEP_METHODS:
-        if rtol is not None or atol is not None:
-            raise ValueError(f"{method!r} steps along `times`, so rtol and atol do nothing: drop them, or choose an "
-                             "adaptive method such as 'dopri5'.")
-        tol = {}
-    elif method in ADAPTIVE_METHODS:
-        tol = {"rtol": DEFAULT_TOL if rtol is None else rtol, "atol": DEFAULT_TOL if atol is None else atol}
-    else:
-        raise ValueError(f"unknown method {method!r}; adaptive: {ADAPTIVE_METHODS}, fixed-step: {FIXED_STEP_METHODS}.")
+    if not get_solver(method).adaptive and (rtol is not None or atol is not None):
+        raise ValueError(f"{method!r} steps along `times`, so rtol and atol do nothing: drop them, or choose an "
+                         "adaptive method such as 'dopri5'.")
     b = x_T.shape[0]
     flow = ProbabilityFlow(score_fn, sde)
     nfe = 0
@@ -169,7 +161,9 @@ def sample_ode(
             callback({"i": nfe - 1, "t": tb[0].item(), "x": x})
         return flow.drift(x, tb)
 
-    x = odeint(func, x_T, times.to(x_T.dtype).to(x_T.device), method=method, **tol)[-1]
+    # one step size for the batch (torchdiffeq): a sample's path need not be independent of its batch mates
+    x = solve(func, x_T, times.to(x_T.dtype).to(x_T.device), method=method, backend="torchdiffeq", rtol=rtol,
+              atol=atol)[-1]
     bar.close()
     if denoise:
         x = _denoise(score_fn, sde, x, eps)
@@ -198,10 +192,9 @@ def sample_em(
     x, b = x_T, x_T.shape[0]
     for i in tqdm(range(len(times) - 1), disable=not progress, desc="Euler-Maruyama", leave=False):
         t, h = times[i].expand(b), times[i] - times[i + 1]
-        drift, g = sde.sde(x, t)
-        g = bcast(g, x)
-        x = x - (drift - g**2 * score_fn(x, t)) * h + g * h.sqrt() * randn(x.shape, generator=generator,
-                                                                            device=x.device, dtype=x.dtype)
+        g = bcast(sde.diffusion(t), x)
+        x = x - sde.reverse_drift(x, t, score_fn(x, t)) * h + g * h.sqrt() * randn(x.shape, generator=generator,
+                                                                                     device=x.device, dtype=x.dtype)
         if callback is not None:
             callback({"i": i, "t": times[i + 1].item(), "x": x})
     nfe = len(times) - 1
@@ -256,15 +249,34 @@ def sample_pc(
             step = bcast(2 * a * (snr * ratio) ** 2, x)
             x = x + step * s + torch.sqrt(2 * step) * z
         # reverse-diffusion predictor
-        drift, g = sde.sde(x, t)
-        g = bcast(g, x)
-        x = x - (drift - g**2 * score_fn(x, t)) * h + g * h.sqrt() * noise()
+        g = bcast(sde.diffusion(t), x)
+        x = x - sde.reverse_drift(x, t, score_fn(x, t)) * h + g * h.sqrt() * noise()
         nfe += 1
         if callback is not None:
             callback({"i": i, "t": times[i + 1].item(), "x": x})
     if denoise:
         x, nfe = _denoise(score_fn, sde, x, times[-1].item()), nfe + 1
     return SamplerOutput(x, nfe)
+
+
+def sampling_times(sde: SDE, sampler: str, num_inference_steps: int | None, eps: float,
+                   sampler_kwargs: dict) -> torch.Tensor:
+    """The time grid of a sampler, from T down to ``eps``: for ``"ode"``, one interval for the adaptive solve when
+    ``num_inference_steps`` is None, else that many fixed steps (rk4 unless ``sampler_kwargs["method"]`` names another
+    fixed-step method; set in ``sampler_kwargs``); for ``"em"``/``"pc"``, ``num_inference_steps`` steps (default 1000).
+
+    Raises:
+        ValueError: ``num_inference_steps`` with an adaptive ODE method.
+    """
+    if sampler == "ode":
+        if num_inference_steps is None:
+            return get_times_uniform(sde, 1, eps)
+        method = sampler_kwargs.setdefault("method", "rk4")
+        if get_solver(method).adaptive:
+            raise ValueError(f"num_inference_steps sets fixed steps, but method={method!r} is adaptive: drop one of "
+                             "them.")
+        return get_times_uniform(sde, num_inference_steps, eps)
+    return get_times_uniform(sde, 1000 if num_inference_steps is None else num_inference_steps, eps)
 
 
 SAMPLERS: dict[str, Callable[..., SamplerOutput]] = {"ode": sample_ode, "em": sample_em, "pc": sample_pc}

@@ -103,6 +103,72 @@ class SDE(ABC):
         alpha, sigma = self.alpha_sigma(t)
         return bcast(alpha, x) * x, sigma
 
+    def reverse_drift(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """Drift of the reverse-time SDE, ``f(t) x - g(t)^2 s(x, t)`` (Song et al. ICLR 2021, eq. 6; Anderson 1982):
+        the reverse SDE runs ``dx = [f(t) x - g(t)^2 s] dt + g(t) dw-bar`` from T down to 0.
+
+        Args:
+            x: ``(B, *S)`` state; t: ``(B,)`` times; score: ``(B, *S)`` the score ``s(x, t)``.
+
+        Returns:
+            ``(B, *S)``.
+        """
+        t = _as_time(t, x)
+        return bcast(self.drift_coef(t), x) * x - bcast(self.diffusion(t) ** 2, x) * score
+
+    def probability_flow_drift(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """Drift of the probability-flow ODE, ``dx/dt = f(t) x - g(t)^2 s(x, t) / 2`` (Song et al. ICLR 2021,
+        eq. 13): the deterministic process with the SDE's marginals p_t.
+
+        Args:
+            x: ``(B, *S)`` state; t: ``(B,)`` times; score: ``(B, *S)`` the score ``s(x, t)``.
+
+        Returns:
+            ``(B, *S)``.
+        """
+        t = _as_time(t, x)
+        return bcast(self.drift_coef(t), x) * x - 0.5 * bcast(self.diffusion(t) ** 2, x) * score
+
+    def tweedie_denoise(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """``E[x_0 | x_t = x] = (x + sigma_t^2 s(x, t)) / alpha_t``, Tweedie's formula (Efron 2011) for the Gaussian
+        kernel: the samplers' last denoising step and the decoder mean of the likelihood bound (MLE App. C).
+
+        Args:
+            x: ``(B, *S)`` state at time t; t: ``(B,)`` times; score: ``(B, *S)`` the score at ``(x, t)``.
+
+        Returns:
+            ``(B, *S)`` the posterior mean of the clean data.
+        """
+        t = _as_time(t, x)
+        alpha, sigma = self.alpha_sigma(t)
+        return (x + bcast(sigma**2, x) * score) / bcast(alpha, x)
+
+    def perturb(self, x0: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``x_t = alpha_t x_0 + sigma_t z``, a draw of the kernel ``p_0t(x_t | x_0)`` from the noise ``z``.
+
+        Args:
+            x0: ``(B, *S)`` data at time 0; t: ``(B,)`` times; z: ``(B, *S)`` standard normal noise.
+
+        Returns:
+            ``(B, *S)``.
+        """
+        mean, sigma = self.marginal_prob(x0, t)
+        return mean + bcast(sigma, x0) * z
+
+    def dsm_residual(self, score: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The denoising score-matching residual ``sigma_t s(x_t, t) + z`` of ``x_t = alpha_t x_0 + sigma_t z``:
+        since ``grad log p_0t(x_t | x_0) = -z / sigma_t``, the weighted loss ``lambda(t) ||s - grad log p_0t||^2`` is
+        ``lambda(t) / sigma_t^2 ||residual||^2`` (MLE eq. 7; Vincent 2011). Zero for the ideal conditional score.
+
+        Args:
+            score: ``(B, *S)`` the model's score at ``(x_t, t)``; t: ``(B,)`` times; z: ``(B, *S)`` the noise.
+
+        Returns:
+            ``(B, *S)``.
+        """
+        t = _as_time(t, z)
+        return bcast(self.alpha_sigma(t)[1], z) * score + z
+
     def prior_sampling(
         self,
         shape: tuple[int, ...],

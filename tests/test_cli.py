@@ -222,8 +222,9 @@ def test_bpd_fast_uses_the_models_schedule(model_dir, tmp_path, capsys):
 
 def test_bpd_uses_the_schedule_by_default_and_the_exact_divergence_for_small_models(tmp_path, capsys):
     """A model with a calibrated schedule is scored on it without --fast, with the exact divergence for an 8×8 model
-    (a single picture's number is then not mostly probe noise); --adaptive or solver options take the adaptive
-    solver, with Hutchinson's estimate."""
+    (a single picture's number is then not mostly probe noise); solver options take that solver instead, still with
+    the exact divergence at 64 dimensions (the one auto rule of scorezoo.scoring), and --divergence hutchinson
+    asks for the estimate."""
     pytest.importorskip("sklearn")
     from scorezoo.likelihood import LikelihoodSchedule
 
@@ -236,6 +237,10 @@ def test_bpd_uses_the_schedule_by_default_and_the_exact_divergence_for_small_mod
     assert code == 0 and settings["schedule"]["steps"] == 2 and settings["divergence"] == "exact"
     code, out, _ = run(capsys, "bpd", "--digits", "1", "--model", folder, "-k", "1", "--json", *FAST)
     settings = json.loads(out)["settings"]
-    assert code == 0 and "schedule" not in settings and settings["divergence"] == "hutchinson"
+    assert code == 0 and "schedule" not in settings and settings["divergence"] == "exact"
+    code, out, _ = run(capsys, "bpd", "--digits", "1", "--model", folder, "-k", "1", "--json", *FAST,
+                       "--divergence", "hutchinson")
+    settings = json.loads(out)["settings"]
+    assert code == 0 and settings["solver"] == "fixed" and settings["divergence"] == "hutchinson"
     code, _, err = run(capsys, "bpd", "--digits", "1", "--model", folder, "--fast", "--adaptive")
     assert code == 2 and "not allowed with argument" in err

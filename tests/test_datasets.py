@@ -1,14 +1,12 @@
 """Training data sets: the digits split, the 2-D toys' supports, image folders and the CIFAR-10 code path."""
 
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from scorezoo.datasets import heldout_mask, load_cifar10, load_dataset, load_digits, load_image_folder, sample_toy
+from scorezoo.datasets import heldout_mask, load_dataset, load_digits, load_image_folder, sample_toy
 
 
 def test_digits_split_is_index_mod_6():

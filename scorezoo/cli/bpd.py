@@ -18,14 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..scoring import AUTO_EXACT_MAX_DIM, DIVERGENCES
 from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantization_argument, common_parent,
                      debug_enabled, finite, fmt, load_model, model_parent, note, positive_float, positive_int,
                      show_progress)
 
-#: the exact divergence is cheap enough below this many dimensions (8×8 digits: 64), and leaves only the
-#: dequantization noise; above it Hutchinson's one-probe estimate is used
-AUTO_EXACT_MAX_DIM = 256
-ADAPTIVE = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2")
 
 
 def add_parser(sub) -> None:
@@ -38,9 +35,9 @@ def add_parser(sub) -> None:
     p.add_argument("--num-repeats", "-k", type=positive_int, default=None, metavar="K",
                    help="dequantization draws per picture (default 4; 1 for models of photo patches, where a tiled "
                         "photo's standard error is over its patches)")
-    p.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",
+    p.add_argument("--divergence", choices=DIVERGENCES, default="auto",
                    help=f"divergence of the score: exact (D backward passes), Hutchinson (one), or auto (default: "
-                        f"exact on a calibrated schedule up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, "
+                        f"exact up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, "
                         "so that a picture's number is not mostly probe noise; else Hutchinson)")
     add_dequantization_argument(p)
     p.add_argument("--invert", action="store_true",
@@ -79,6 +76,7 @@ class Item:
 
     label: str
     path: str | None = None
+    image: object = None
     levels: object = None
     transform: str = ""
     model: str = ""
@@ -86,68 +84,46 @@ class Item:
     results: dict = field(default_factory=dict)
 
 
+def _solver_kind(args: argparse.Namespace) -> str:
+    return "calibrated" if args.fast else "adaptive" if args.adaptive and not args.method else "auto"
+
+
 def _check_usage(args: argparse.Namespace) -> None:
+    """Refuse what no model could make right before any picture is read or model loaded: the solver options are
+    checked by the same rules as the plan's (:meth:`~scorezoo.likelihood.solvers.SolverSettings.choose`)."""
+    from ..likelihood.solvers import SolverSettings
+
     if not args.images and not args.digits:
         raise CLIError("give picture files, or --digits N for held-out digits (scorezoo bpd --help).", EXIT_USAGE)
-    solver_given = [f for f, v in (("--rtol", args.rtol), ("--atol", args.atol), ("--method", args.method),
-                                   ("--step-size", args.step_size)) if v is not None]
-    if args.fast and solver_given:
-        raise CLIError("--fast takes its steps from the model's calibrated schedule: drop --rtol, --atol, --method "
-                       "and --step-size (or drop --fast to set the solver yourself).", EXIT_USAGE)
-    method = args.method or "dopri5"
-    if args.step_size is not None and method in ADAPTIVE:
-        raise CLIError(f"--step-size is for fixed-step methods (euler, midpoint, rk4), not {method}.", EXIT_USAGE)
-    if args.step_size is None and args.method and args.method not in ADAPTIVE:
-        raise CLIError(f"--method {args.method} takes fixed steps: give --step-size.", EXIT_USAGE)
-    if args.method and args.method not in ADAPTIVE and (args.rtol or args.atol):
-        raise CLIError(f"--rtol and --atol are for adaptive methods, not {args.method}.", EXIT_USAGE)
+    given = {"method": args.method, "step_size": args.step_size, "rtol": args.rtol, "atol": args.atol}
+    if any(v is not None for v in given.values()):
+        try:
+            SolverSettings.choose(None, solver=_solver_kind(args), **given)
+        except ValueError as e:
+            raise CLIError(str(e), EXIT_USAGE) from None
 
 
-def _choose_model(args: argparse.Namespace, path: str) -> tuple[str, str]:
-    """``(model, why)`` for a picture when no ``--model`` is given: a colour picture gets the zoo's photo model,
-    anything else (small grayscale pictures) the default model."""
+def _choose_model(image) -> tuple[str, str]:
+    """``(model, why)`` for a picture when no ``--model`` is given (:func:`scorezoo.scoring.choose_model`: by size
+    and content)."""
     from .. import zoo
-    from ..data import is_colour
+    from ..scoring import choose_model
 
-    default = zoo.default_model()
-    photo = zoo.default_photo_model()
-    if not is_colour(path):
-        return default, "grayscale picture"
-    if photo:
-        return photo, "colour picture"
-    return default, "colour picture, but no photo model is installed"
+    return choose_model(image, default=zoo.default_model(), photo=zoo.default_photo_model())
 
 
-def _solver(args: argparse.Namespace, pipe, name: str) -> tuple[dict, str, dict]:
-    """``(keyword arguments of bits_per_dim, the solver in words, its JSON settings)``."""
-    settings: dict = {}
-    solver_given = any(v is not None for v in (args.rtol, args.atol, args.method, args.step_size))
-    sch = pipe.likelihood_schedule
-    if args.fast or (sch is not None and not args.adaptive and not solver_given):
-        if sch is None:
-            raise CLIError(f"{name} has no calibrated likelihood schedule, so --fast cannot be used; drop --fast "
-                           "(or calibrate one: ScorePipeline.calibrate_likelihood_schedule).", EXIT_USAGE)
-        text = f"{sch.method}, {sch.num_steps} fixed steps in {sch.time_variable.replace('_', ' ')}"
-        if sch.target is not None:
-            bound = "per image, rms" if sch.criterion == "rms" else "on the mean"
-            text += f", calibrated to {sch.target:g} bits/dim ({bound})"
-        if sch.measured_rms_error is not None:
-            text += (f"; error measured on {sch.num_calibration_samples} points, schedule minus tight solve: "
-                     f"{sch.measured_rms_error:.4f} rms, {sch.measured_mean_error:+.4f} mean")
-        elif sch.estimated_error is not None:
-            text += f"; estimated error {sch.estimated_error:.4f} bits/dim (step doubling, not measured)"
-        settings["schedule"] = {"method": sch.method, "time_variable": sch.time_variable, "steps": sch.num_steps,
-                                "target_bpd": sch.target, "criterion": sch.criterion,
-                                "estimated_error_bpd": sch.estimated_error,
-                                "measured_rms_error_bpd": sch.measured_rms_error,
-                                "measured_mean_error_bpd": sch.measured_mean_error}
-        return {"schedule": "calibrated"}, text, settings
-    method = args.method or "dopri5"
-    if args.step_size is not None:
-        kw = {"method": method, "options": {"step_size": args.step_size}}
-        return kw, f"{method}, step {args.step_size:g}", kw
-    kw = {"method": method, "rtol": args.rtol or 1e-5, "atol": args.atol or 1e-5}
-    return kw, f"{method}, rtol {kw['rtol']:g}, atol {kw['atol']:g}", kw
+def _plan(args: argparse.Namespace, pipe, name: str):
+    """The :class:`~scorezoo.scoring.ScoringPlan` of the command's options for model ``name``: every conflict is
+    refused there, with the same words as in ``scorezoo eval`` and the app."""
+    from ..scoring import ScoringPlan
+
+    try:
+        return ScoringPlan.create(pipe, solver=_solver_kind(args), method=args.method, step_size=args.step_size,
+                                  rtol=args.rtol, atol=args.atol, divergence=args.divergence,
+                                  num_repeats=args.num_repeats, tile=args.tile, dequantization=args.dequantization,
+                                  bits_map=bool(args.bits_map), max_batch_size=args.patch_batch)
+    except ValueError as e:
+        raise CLIError(f"{name}: {e}", EXIT_USAGE) from None
 
 
 def _bits_map_path(args: argparse.Namespace, label: str, many: bool) -> Path:
@@ -168,6 +144,7 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
     from PIL import Image
 
     from ..display import heatmap
+    from ..scoring import draw_generators
 
     pipe, where = load_model(args, name)
     if pipe.num_levels is None:
@@ -178,22 +155,22 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
     if any(i.levels is not None for i in items) and (pipe.data_shape != (1, 8, 8) or pipe.num_levels != 17):
         raise CLIError(f"--digits needs a model of 8×8×1 pictures with 17 levels; {name} takes {pipe.data_shape} "
                        f"with {pipe.num_levels} levels.", EXIT_USAGE)
-    if args.dequantization == "variational" and pipe.dequantizer is None:
-        raise CLIError(f"{name} has no variational dequantizer: train one with python train/train_dequantizer.py "
-                       f"--pretrained {name} (docs/dequantization.md), or drop --dequantization variational.",
-                       EXIT_USAGE)
-    kw, solver_text, settings = _solver(args, pipe, name)
-    divergence = args.divergence
-    if divergence == "auto":
-        divergence = "exact" if pipe.dim <= AUTO_EXACT_MAX_DIM and "schedule" in kw else "hutchinson"
-    # a tiled photo's standard error is over its patches, so one draw per patch is enough
-    repeats = args.num_repeats or (1 if pipe.tiles_larger_images and args.tile is not False else 4)
+    plan = _plan(args, pipe, name)
+    repeats = plan.num_repeats
+    entry = next((e for e in zoo.registry()[0] if e.name == name), None)
+    header = {"model": name, "source": where, "data_shape": list(pipe.data_shape), "num_levels": pipe.num_levels,
+              "sde": pipe.sde.name, "estimator": plan.describe(), "settings": plan.to_dict(),
+              "uniform_bpd": math.log2(pipe.num_levels), "tiles": pipe.tiles_larger_images,
+              "card_bpd": None if entry is None else entry.bpd_ode, "eval_split": None if entry is None else
+              entry.eval_split}
+    if not args.json:  # said before the work starts, so that a long photo's output is not silent until the end
+        _print_header(args, header, chosen=not args.model)
     dataset = str(pipe.extra_config.get("dataset", ""))
     light = []
     for it in items:
         if it.path is not None and "digits" in dataset and not args.invert:
             try:
-                levels = load_image(it.path, data_shape=pipe.data_shape, num_levels=pipe.num_levels).levels
+                levels = load_image(it.image, data_shape=pipe.data_shape, num_levels=pipe.num_levels).levels
             except ValueError:
                 continue
             if background_is_light(levels, pipe.num_levels):
@@ -202,22 +179,23 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
         note(args, f"note: {', '.join(light[:3])}{' ...' if len(light) > 3 else ''} "
                    f"{'has' if len(light) == 1 else 'have'} a light background; {name} was trained on light ink "
                    "on black (0 = background), so dark ink on paper scores poorly: add --invert to invert them.")
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-    bar = tqdm(total=len(items), desc=f"bits/dim ({name})", unit="image", delay=1.0, leave=False,
-               disable=not show_progress(args))
+    bar = progress_bar(total=len(items), desc=f"bits/dim ({name})", unit="picture", delay=1.0, leave=False,
+                       disable=not show_progress(args))
     many_maps = sum(1 for _ in items) > 1
     for start in range(0, len(items), args.batch_size):
         batch = items[start:start + args.batch_size]
         t0 = time.perf_counter()
-        src = [it.levels if it.levels is not None else it.path for it in batch]
+        src = [it.levels if it.levels is not None else it.image for it in batch]
         if all(it.levels is not None for it in batch):
             src = torch.stack(src)
         try:
-            res = pipe.bits_per_dim(src, num_repeats=repeats, divergence=divergence, tile=args.tile,
-                                    invert=args.invert, generator=torch.Generator().manual_seed(args.seed),
-                                    max_batch_size=max(args.patch_batch, repeats * len(batch)),
-                                    per_dimension=bool(args.bits_map), dequantization=args.dequantization, **kw)
+            res = pipe.bits_per_dim(src, plan=plan.replace(max_batch_size=max(args.patch_batch, repeats * len(batch))),
+                                    invert=args.invert,
+                                    # every picture gets the draws of a picture scored alone (index 0), as in
+                                    # the app and in `scorezoo eval` of that one picture
+                                    generator=draw_generators(args.seed, [0] * len(batch), repeats))
         except Exception as e:  # one picture's failed solve must not stop the others
             if debug or not isinstance(e, (ValueError, AssertionError, RuntimeError)):
                 raise
@@ -230,7 +208,7 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
             continue
         seconds = (time.perf_counter() - t0) / len(batch)
         for i, it in enumerate(batch):
-            tiled = int(res.num_patches[i]) > 1 or "tiled" in res.transforms[i]
+            tiled = res.tiled[i]
             r = {"input": it.label, "model": name, "bpd": float(res.bpd[i]), "stderr": finite(float(res.stderr[i])),
                  "nfe": int(res.nfe[i]), "time_s": round(seconds, 4),
                  "transform": it.transform or res.transforms[i], "pixels_scored": int(res.pixels_scored[i]),
@@ -239,7 +217,7 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
                 r["chosen_because"] = it.why
             if pipe.num_levels == 256:
                 # the same pixels the model scored, for the lossless coders
-                full = load_image(it.path, data_shape=pipe.data_shape, num_levels=256, invert=args.invert,
+                full = load_image(it.image, data_shape=pipe.data_shape, num_levels=256, invert=args.invert,
                                   resize=not tiled).levels if it.path else None
                 if full is not None and tiled:
                     h, w = pipe.data_shape[1:]
@@ -260,14 +238,21 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
             it.results = r
         bar.update(len(batch))
     bar.close()
-    entry = next((e for e in zoo.registry()[0] if e.name == name), None)
-    return {"model": name, "source": where, "data_shape": list(pipe.data_shape), "num_levels": pipe.num_levels,
-            "sde": pipe.sde.name, "solver": solver_text, "settings": {**settings, "divergence": divergence,
-                                                                       "num_repeats": repeats,
-                                                                       "dequantization": args.dequantization},
-            "uniform_bpd": math.log2(pipe.num_levels), "tiles": pipe.tiles_larger_images,
-            "card_bpd": None if entry is None else entry.bpd_ode, "eval_split": None if entry is None else
-            entry.eval_split}
+    return header
+
+
+def _print_header(args: argparse.Namespace, h: dict, chosen: bool) -> None:
+    c, hh, w = h["data_shape"]
+    card = f"; its held-out figure: {h['card_bpd']:.3f} bits/dim" if h["card_bpd"] is not None else ""
+    print(f"model      {h['model']} ({h['source']}): {h['sde'].upper()} SDE, {hh}×{w}×{c}, {h['num_levels']} "
+          f"levels" + (" (chosen per picture; --model overrides)" if chosen else ""))
+    print(f"scale      uniform noise over the {h['num_levels']} levels: {h['uniform_bpd']:.3f} bits/dim{card}")
+    print(f"estimator  {h['estimator']}, seed {args.seed}")
+    resize = "at its own resolution, tile by tile, if larger" if h["tiles"] and args.tile is not False else \
+        f"centre-crop + resize to {w}×{hh} (exact for integer factors)"
+    print(f"transform  EXIF orientation, transparency over {'white' if args.invert else 'black'}, "
+          f"{'L' if c == 1 else 'RGB'}, {resize}, {'inversion, ' if args.invert else ''}nearest of "
+          f"{h['num_levels']} levels (steps per file below)", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -280,12 +265,12 @@ def run(args: argparse.Namespace) -> int:
     items: list[Item] = []
     for path in args.images:
         try:
-            open_image(path)
+            image = open_image(path)  # decoded once: the model's choice, the score and the codecs use it
         except ValueError as e:
             failed.append({"input": path, "error": str(e)})
             print(f"scorezoo: error: {e}", file=sys.stderr)
             continue
-        items.append(Item(label=path, path=path))
+        items.append(Item(label=path, path=path, image=image))
     if args.digits:
         from ..datasets import load_digits
 
@@ -308,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
         from .. import zoo
 
         for it in items:
-            it.model, it.why = _choose_model(args, it.path) if it.path else (zoo.default_model(), "held-out digit")
+            it.model, it.why = _choose_model(it.image) if it.path else (zoo.default_model(), "held-out digit")
     groups: dict[str, list[Item]] = {}
     for it in items:
         groups.setdefault(it.model, []).append(it)
@@ -335,25 +320,11 @@ def _print(args: argparse.Namespace, headers: list[dict], results: list[dict], f
         h = headers[0]
         report = {"model": h["model"] if len(headers) == 1 else [x["model"] for x in headers],
                   "source": h["source"], "data_shape": h["data_shape"], "num_levels": h["num_levels"],
-                  "settings": {"estimator": "probability-flow ODE", "seed": args.seed, **h["settings"]},
+                  "settings": {"seed": args.seed, **h["settings"]},
                   "models": headers, "results": results, "failed": failed, "mean_bpd": mean,
                   "mean_bpd_stderr": mean_se}
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return
-    for h in headers:
-        c, hh, w = h["data_shape"]
-        card = f"; its held-out figure: {h['card_bpd']:.3f} bits/dim" if h["card_bpd"] is not None else ""
-        print(f"model      {h['model']} ({h['source']}): {h['sde'].upper()} SDE, {hh}×{w}×{c}, {h['num_levels']} "
-              f"levels" + (" (chosen per picture; --model overrides)" if chosen else ""))
-        print(f"scale      uniform noise over the {h['num_levels']} levels: {h['uniform_bpd']:.3f} bits/dim{card}")
-        s = h["settings"]
-        print(f"estimator  probability-flow ODE ({h['solver']}), {s['divergence']} divergence, {s['num_repeats']} "
-              f"{s['dequantization']} dequantization draw(s) per picture (per patch when tiled), seed {args.seed}")
-        resize = "at its own resolution, tile by tile, if larger" if h["tiles"] and args.tile is not False else \
-            f"centre-crop + resize to {w}×{hh} (exact for integer factors)"
-        print(f"transform  EXIF orientation, transparency over {'white' if args.invert else 'black'}, "
-              f"{'L' if c == 1 else 'RGB'}, {resize}, {'inversion, ' if args.invert else ''}nearest of "
-              f"{h['num_levels']} levels (steps per file below)")
     if not results:
         return
     photo = any("png_bpd" in r for r in results)

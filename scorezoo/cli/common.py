@@ -76,7 +76,9 @@ def note(args: argparse.Namespace, text: str) -> None:
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    return not args.quiet and sys.stderr.isatty()
+    """Progress unless ``--quiet``: a bar on a terminal, plain lines every few seconds when stderr is redirected
+    (:func:`scorezoo.progress.progress_bar`)."""
+    return not args.quiet
 
 
 def load_model(args: argparse.Namespace, name: str):
@@ -84,7 +86,7 @@ def load_model(args: argparse.Namespace, name: str):
     from .. import zoo
     from ..pipeline import ScorePipeline
 
-    if not show_progress(args):
+    if not (show_progress(args) and sys.stderr.isatty()):  # the Hub's download bars have no plain form
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()

@@ -20,8 +20,9 @@ from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantizat
 
 DATA_HELP = ("digits (held-out split), photo-patches (held-out tiles of the photos), cifar10 or cifar10:ROOT "
              "(CIFAR-10's --split, from ROOT, $SCOREZOO_CIFAR10 or ./data/cifar10: torchvision's "
-             "cifar-10-batches-py or a train|test/<class>/*.png tree), photos (held-out photos, tiled), photos:PATH (pictures, tiled), a "
-             "picture file, a folder (recursive), @LIST (a text file of paths); several pictures specs are joined")
+             "cifar-10-batches-py or a train|test/<class>/*.png tree), photos (held-out photos, tiled), "
+             "photos:PATH (pictures, tiled), a picture file, a folder (recursive), @LIST (a text file of paths); "
+             "several pictures specs are joined")
 
 
 def add_parser(sub) -> None:
@@ -58,17 +59,29 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _default_model(data: list[str]) -> str:
+def _default_model(data: list[str]) -> tuple[str, str]:
+    """``(model, why)``: the zoo's model for the data when ``--model`` is not given: the default model for the digits,
+    the photo model for the photos, and for picture files the model :func:`scorezoo.scoring.choose_model` picks for
+    the first of them (by size and content)."""
     from .. import zoo
+    from ..evaluation.data import first_picture
+    from ..scoring import choose_model
 
     if data == ["digits"]:
-        return zoo.default_model()
+        return zoo.default_model(), "the digits"
+    photo = zoo.default_photo_model()
     if data[0] in ("photo-patches", "photos") or data[0].startswith("photos:"):
-        photo = zoo.default_photo_model()
         if photo is None:
             raise CLIError("no photo model is installed: give --model (scorezoo list).", EXIT_USAGE)
-        return photo
-    raise CLIError("give --model for this data (scorezoo list shows the zoo).", EXIT_USAGE)
+        return photo, "photos"
+    try:
+        first = first_picture(data)
+    except ValueError as e:
+        raise CLIError(str(e), EXIT_USAGE) from None
+    if first is None:
+        raise CLIError("give --model for this data (scorezoo list shows the zoo).", EXIT_USAGE)
+    model, why = choose_model(str(first), default=zoo.default_model(), photo=photo)
+    return model, f"its first picture, {first.name}, is {why}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,8 +107,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.bound and (args.fast or args.rtol or args.atol or args.divergence != "auto"):
         raise CLIError("--bound solves no ODE: drop --fast, --rtol, --atol and --divergence.", EXIT_USAGE)
     main = int(os.environ.get("RANK", "0")) == 0
-    model = args.model or _default_model(args.data)
-    if not show_progress(args):
+    model = args.model
+    if model is None:
+        model, why = _default_model(args.data)
+        if main and not args.quiet:
+            print(f"scorezoo: no --model: {model} ({why}); --model chooses another", file=sys.stderr)
+    if not (show_progress(args) and sys.stderr.isatty()):  # the Hub's download bars have no plain form
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
@@ -104,7 +121,8 @@ def _run(args: argparse.Namespace) -> int:
 
     argv = getattr(args, "argv", None)
     try:
-        s = evaluate(model, args.data, args.out, split=args.split, revision=args.revision, num_repeats=args.num_repeats,
+        s = evaluate(model, args.data, args.out, split=args.split, revision=args.revision,
+                     num_repeats=args.num_repeats,
                      seed=args.seed, limit=args.limit, batch_size=args.batch_size,
                      estimator="bound" if args.bound else "ode",
                      solver="calibrated" if args.fast else "torchode" if args.rtol or args.atol else "auto",
@@ -133,7 +151,7 @@ def _print(args: argparse.Namespace, model: str, s) -> None:
     summary = json.loads(s.summary_path.read_text())
     print(f"model      {model}")
     print(f"data       {summary['data_description']}" + (f" (first {args.limit})" if args.limit else ""))
-    print(f"estimator  {s.solver}; {args.num_repeats} dequantization draw(s) per image, seed {args.seed}")
+    print(f"estimator  {s.solver}, seed {args.seed}")
     if s.bpd is None:
         print("bits/dim   — (no image was scored)")
     else:

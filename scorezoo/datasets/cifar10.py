@@ -1,8 +1,8 @@
 """CIFAR-10 (Krizhevsky 2009): 50,000 training and 10,000 test images, 32×32 RGB, 256 levels, in the formats users
 have, read without running anyone's code.
 
-Where it is read from (:func:`find_cifar10`): the folder given (``data_dir``, ``--data-dir``), else the environment
-variable :data:`CIFAR10_ENV`, else ``./data/cifar10`` and ``~/.cache/scorezoo/cifar10``. A folder is one of
+Where it is read from (:func:`find_cifar10`): the folder given (``data_dir``, ``--data cifar10:ROOT``), else the
+environment variable :data:`CIFAR10_ENV`, else ``./data/cifar10`` and ``~/.cache/scorezoo/cifar10``. A folder is one of
 
 * torchvision's ``cifar-10-batches-py`` (what ``torchvision.datasets.CIFAR10(root, download=True)`` leaves, or the
   official ``cifar-10-python.tar.gz`` unpacked): the folder itself or a folder that holds it. Its batches are
@@ -42,8 +42,8 @@ BATCH_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": (
 DEFAULT_LOCATIONS = ("data/cifar10", "~/.cache/scorezoo/cifar10")
 
 _WHERE = ("Get it with torchvision.datasets.CIFAR10(ROOT, download=True) or from "
-          "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (unpacked), then give ROOT with --data-dir "
-          f"(data_dir in a training config) or the environment variable {CIFAR10_ENV}.")
+          "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (unpacked), then give ROOT as --data cifar10:ROOT "
+          f"(scorezoo eval), data_dir (a training config) or the environment variable {CIFAR10_ENV}.")
 
 
 class CIFAR10Error(ValueError):

@@ -15,12 +15,13 @@ tab, :mod:`.app` (:func:`~scorezoo.demo.app.build_demo`, :func:`~scorezoo.demo.a
 concurrently, one core each.
 """
 
-from .compute import (AUTO, DemoContext, DemoSettings, ImageScore, ModelEntry, PipelineCache, Solver, card_markdown,
-                      choose_model, density_grid, folder_model, registry_rows, score_file, solver_for, zoo_models)
+from .compute import (AUTO, DemoContext, DemoSettings, ImageScore, ModelEntry, PipelineCache, card_markdown,
+                      choose_model, density_grid, folder_model, registry_rows, plan_for, score_file, solver_for,
+                      zoo_models)
 
 __all__ = ["build_demo", "main", "AUTO", "DemoContext", "DemoSettings", "ImageScore", "ModelEntry", "PipelineCache",
-           "Solver", "card_markdown", "choose_model", "density_grid", "folder_model", "registry_rows", "score_file",
-           "solver_for", "zoo_models"]
+           "card_markdown", "choose_model", "density_grid", "folder_model", "registry_rows", "score_file",
+           "solver_for", "plan_for", "zoo_models"]
 
 
 def __getattr__(name: str):

@@ -23,11 +23,13 @@ from .. import zoo
 from ..compression import CODECS, codec_available, lossless_bits_per_dim
 from ..data import background_is_light, is_colour, load_image, tile_levels, untile
 from ..dequantization import bits_per_dim
+from ..likelihood.solvers import SolverSettings
 from ..pipeline import PIPELINE_CONFIG_NAME, ScorePipeline
+from ..scoring import ScoringPlan
 
 __all__ = ["DemoSettings", "ModelEntry", "zoo_models", "folder_model", "takes_colour", "card_markdown",
-           "registry_rows", "REGISTRY_HEADERS", "PipelineCache", "DemoContext", "AUTO", "Solver", "SOLVER_KEYS",
-           "solver_for", "choose_model", "ImageScore", "score_file", "density_grid", "cpu_count"]
+           "registry_rows", "REGISTRY_HEADERS", "PipelineCache", "DemoContext", "AUTO", "SOLVER_KEYS",
+           "solver_for", "plan_for", "choose_model", "ImageScore", "score_file", "density_grid", "cpu_count"]
 
 
 def cpu_count() -> int:
@@ -43,18 +45,15 @@ class DemoSettings:
     """Limits and solver options of the app.
 
     Attributes:
-        ode_kwargs: solver arguments for every model (``method``, ``rtol``, ``atol``, ``options``, ``solver``, or
-            ``schedule``), passed to ``pipe.bits_per_dim`` and ``pipe.log_likelihood`` unchanged; ``None`` (default):
-            per model, its calibrated schedule when it has one and ``use_schedule`` is set, else the adaptive
-            solver at ``tol`` (see :func:`solver_for`).
+        ode_kwargs: the solver's options for every model (:data:`SOLVER_KEYS`: ``solver``, ``method``, ``rtol``,
+            ``atol``, ``step_size``, ``backend``, ``time_variable``, as :meth:`scorezoo.scoring.ScoringPlan.create`
+            takes them); ``None`` (default): per model, its calibrated schedule when it has one and ``use_schedule``
+            is set, else the adaptive solver at ``tol`` (see :func:`plan_for`).
         tol: rtol and atol of the adaptive solver (dopri5) for models without a calibrated schedule. 1e-4 instead
             of the library's 1e-5 makes the digits models' 4-draw bits/dim ~3x cheaper (~150 instead of ~500 score
             evaluations) and moves it by at most ~0.003 bits/dim, 20x below the standard error over the draws.
         use_schedule: take a model's calibrated schedule when it has one (fixed steps: fast, and each file's
             answer independent of the batch).
-        max_exact_dims: the bits map uses the exact divergence (D backward passes per evaluation, no probe noise)
-            for models of up to this many dimensions (8×8 digits: 64), Hutchinson's per-dimension terms above
-            (photo patches: noisy but unbiased, at no extra cost); as ``scorezoo bpd --divergence auto``.
         max_patch_batch: patches of a tiled photo per ODE solve (bounds the memory).
         max_files: images per request.
         max_file_size: upload limit, as Gradio's ``launch(max_file_size=...)``.
@@ -77,7 +76,6 @@ class DemoSettings:
     ode_kwargs: dict | None = None
     tol: float = 1e-4
     use_schedule: bool = True
-    max_exact_dims: int = 256
     max_patch_batch: int = 256
     max_files: int = 16
     max_file_size: str = "5mb"
@@ -306,48 +304,59 @@ class DemoContext:
 
 
 # -- the solver ----------------------------------------------------------------------------------------
-@dataclass
-class Solver:
-    """How the app solves the probability-flow ODE for one model: ``kwargs`` for ``pipe.bits_per_dim`` and
-    ``pipe.log_likelihood``, and ``text``, the same in words."""
-
-    kwargs: dict
-    text: str
+#: what ``DemoSettings.ode_kwargs`` may set: the solver's options of :meth:`scorezoo.scoring.ScoringPlan.create`
+SOLVER_KEYS = ("solver", "method", "rtol", "atol", "step_size", "backend", "time_variable")
 
 
-#: what ``DemoSettings.ode_kwargs`` may set
-SOLVER_KEYS = ("schedule", "method", "rtol", "atol", "options", "solver", "time_variable")
-
-
-def solver_for(pipe: ScorePipeline, settings: DemoSettings) -> Solver:
-    """The app's solver for ``pipe``: ``settings.ode_kwargs`` when given; else the model's calibrated schedule
-    (``schedule="calibrated"``: fixed steps, each file's answer independent of its batch) when it has one; else the
-    adaptive dopri5 solver at ``settings.tol``.
+def _solver_options(pipe: ScorePipeline, settings: DemoSettings) -> dict:
+    """The solver options of the app's :class:`~scorezoo.scoring.ScoringPlan` for ``pipe``: ``settings.ode_kwargs``
+    when given; else the model's calibrated schedule when it has one (fixed steps: fast, and each file's answer
+    independent of its batch) and ``settings.use_schedule``; else the adaptive solver at ``settings.tol``.
 
     Raises:
-        ValueError: ``settings.ode_kwargs`` with other than the solver's arguments (:data:`SOLVER_KEYS`).
+        ValueError: ``settings.ode_kwargs`` with other than the solver's options (:data:`SOLVER_KEYS`).
     """
     if settings.ode_kwargs is not None:
-        kw = dict(settings.ode_kwargs)
-        other = sorted(set(kw) - set(SOLVER_KEYS))
+        other = sorted(set(settings.ode_kwargs) - set(SOLVER_KEYS))
         if other:
-            raise ValueError(f"DemoSettings.ode_kwargs takes the solver's arguments {SOLVER_KEYS}, not {other}: the "
-                             "divergence follows the bits map, the draws and the seed come from the page.")
-        if "schedule" in kw:
-            return Solver(kw, "the given schedule")
-        method = kw.get("method", "dopri5")
-        step = (kw.get("options") or {}).get("step_size")
-        if step:
-            return Solver(kw, f"{method}, step {step:g}")
-        return Solver(kw, f"{method}, rtol {kw.get('rtol', 1e-5):g}, atol {kw.get('atol', 1e-5):g}")
-    sch = pipe.likelihood_schedule
-    if sch is not None and settings.use_schedule:
-        return Solver({"schedule": "calibrated"},
-                      f"the model's calibrated schedule ({sch.method}, {sch.num_steps} fixed steps in "
-                      f"{sch.time_variable.replace('_', ' ')}, {sch.nfe} score evaluations)")
-    why = "no calibrated schedule" if sch is None else "schedule switched off"
-    return Solver({"rtol": settings.tol, "atol": settings.tol},
-                  f"adaptive dopri5, rtol {settings.tol:g}, atol {settings.tol:g} ({why})")
+            raise ValueError(f"DemoSettings.ode_kwargs takes the solver's options {SOLVER_KEYS}, not {other}: the "
+                             "divergence follows the model, the draws and the seed come from the page.")
+        return dict(settings.ode_kwargs)
+    if pipe.likelihood_schedule is not None and settings.use_schedule:
+        return {"solver": "calibrated"}
+    return {"solver": "adaptive", "rtol": settings.tol, "atol": settings.tol}
+
+
+def solver_for(pipe: ScorePipeline, settings: DemoSettings) -> SolverSettings:
+    """The app's ODE solver for ``pipe`` (:func:`plan_for`'s), e.g. for the density of a 2-D model.
+
+    Raises:
+        ValueError: bad ``settings.ode_kwargs``.
+    """
+    from ..likelihood.solvers import SolverSettings
+
+    kw = _solver_options(pipe, settings)
+    if kw.pop("solver", None) == "calibrated":
+        return SolverSettings.create(schedule=pipe.likelihood_schedule)
+    return SolverSettings.create(**kw)
+
+
+def plan_for(pipe: ScorePipeline, settings: DemoSettings, *, num_repeats: int = 0, bits_map: bool = True,
+             dequantization: str = "uniform") -> ScoringPlan:
+    """The :class:`~scorezoo.scoring.ScoringPlan` the app scores a picture with: the solver of
+    :func:`_solver_options`, the divergence's ``auto`` rule, ``num_repeats`` draws (0: the plan's default, 1 per patch
+    for a model of photo patches, else ``settings.default_repeats``), at most ``settings.max_patch_batch`` inputs per
+    solve.
+
+    Raises:
+        ValueError: options the plan refuses (e.g. ``"variational"`` for a model without a dequantizer).
+    """
+    from ..scoring import ScoringPlan
+
+    repeats = num_repeats or (None if pipe.tiles_larger_images else settings.default_repeats)
+    plan = ScoringPlan.create(pipe, **_solver_options(pipe, settings), num_repeats=repeats, bits_map=bits_map,
+                              dequantization=dequantization, max_batch_size=settings.max_patch_batch)
+    return plan.replace(max_batch_size=max(settings.max_patch_batch, plan.num_repeats))
 
 
 # -- the Likelihood tab ----------------------------------------------------------------------------------
@@ -413,6 +422,7 @@ class ImageScore:
     light_background: bool
     divergence: str
     call: str
+    plan: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The JSON of the app's raw results (no tensors)."""
@@ -421,50 +431,45 @@ class ImageScore:
                 self.stderr, "bpd_repeats": self.bpd_repeats, "nfe": self.nfe, "seconds": self.seconds,
                 "pixels_scored": self.pixels_scored, "num_patches": self.num_patches,
                 **{f"{c}_bpd": v for c, v in self.lossless.items()}, "divergence": self.divergence,
-                "call": self.call}
+                "call": self.call, "plan": self.plan}
 
 
 def score_file(pipe: ScorePipeline, file: str | Path, *, seed: int, settings: DemoSettings, num_repeats: int = 0,
                bits_map: bool = True, invert: bool = False, model: str = "", why: str = "",
                dequantization: str = "uniform") -> ImageScore:
-    """Bits/dim of one picture file by one library call, ``pipe.bits_per_dim(file, num_repeats=num_repeats,
-    generator=torch.Generator().manual_seed(seed), ...)`` with the app's solver (:func:`solver_for`), so the file
-    gets the number the library gives it alone.
+    """Bits/dim of one picture file by one library call, ``pipe.bits_per_dim(file, plan=plan,
+    generator=draw_generators(seed, [0], plan.num_repeats))`` with the app's plan (:func:`plan_for`): the draws of a
+    picture scored alone, so the file gets the number ``scorezoo bpd`` gives it and ``scorezoo eval`` gives it as the
+    first image of a list, with the same options and seed.
 
-    A model of photo patches scores a larger picture at its own resolution, tile by tile (``tile=None``); others
-    resize it. ``num_repeats=0``: one draw per patch for a model of photo patches, else
-    ``settings.default_repeats``. With ``bits_map`` the same call returns the per-dimension bits
-    (``per_dimension=True``), with the exact divergence up to ``settings.max_exact_dims`` dimensions and Hutchinson's
-    per-dimension terms above; without, Hutchinson's divergence. ``dequantization="variational"`` draws the noise from
-    the model's trained dequantizer (a tighter upper bound; refused for a model without one).
+    A model of photo patches scores a larger picture at its own resolution, tile by tile; others resize it. With
+    ``bits_map`` the same call returns the per-dimension bits (``per_dimension``). ``dequantization="variational"``
+    draws the noise from the model's trained dequantizer (a tighter upper bound; refused for a model without one).
 
     Raises:
-        ValueError: a continuous-data or non-image model, or a file that cannot be read (the message names it).
+        ValueError: a continuous-data or non-image model, options the plan refuses, or a file that cannot be read
+            (the message names it).
     """
+    from ..scoring import draw_generators
+
     if pipe.num_levels is None:
         raise ValueError("this model is for continuous data: bits/dim of images do not apply. Pick an image "
                          "model; the Sample tab shows this model's density.")
     if len(pipe.data_shape) != 3:
         raise ValueError(f"this model's data are not pictures (shape {tuple(pipe.data_shape)}).")
-    solver = solver_for(pipe, settings)
-    num_repeats = num_repeats or (1 if pipe.tiles_larger_images else settings.default_repeats)
-    divergence = "exact" if bits_map and pipe.dim <= settings.max_exact_dims else "hutchinson"
-    kwargs = {"divergence": divergence, "invert": bool(invert), "dequantization": dequantization,
-              "max_batch_size": max(settings.max_patch_batch, num_repeats), **solver.kwargs}
-    if bits_map:
-        kwargs["per_dimension"] = True
-    call = (f"pipe.bits_per_dim(file, num_repeats={num_repeats}, generator=torch.Generator().manual_seed({seed}), "
-            + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")")
+    plan = plan_for(pipe, settings, num_repeats=num_repeats, bits_map=bits_map, dequantization=dequantization)
+    call = (f"pipe.bits_per_dim(file, plan=ScoringPlan.create(pipe, ...), generator=draw_generators({seed}, [0], "
+            f"{plan.num_repeats}))")
     # a schedule reports the path at its own steps; the plot's times do not move an adaptive or fixed-step answer
-    times = None if "schedule" in kwargs else torch.linspace(pipe.eps, pipe.sde.T, settings.trajectory_points,
+    times = None if plan.nfe is not None else torch.linspace(pipe.eps, pipe.sde.T, settings.trajectory_points,
                                                              dtype=torch.float64)
     start = time.perf_counter()
-    res = pipe.bits_per_dim(str(file), num_repeats=num_repeats, generator=torch.Generator().manual_seed(int(seed)),
-                            times=times, **kwargs)
+    res = pipe.bits_per_dim(str(file), plan=plan, invert=bool(invert), times=times,
+                            generator=draw_generators(int(seed), [0], plan.num_repeats))
     seconds = time.perf_counter() - start
     # the pixels scored, for the picture shown and the lossless coders: the model's input, or the photo at its own
     # resolution cropped to its whole patches
-    tiled = int(res.num_patches[0]) > 1 or "tiled" in res.transforms[0]
+    tiled = res.tiled[0]
     levels = load_image(str(file), data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=bool(invert),
                         resize=not tiled).levels
     if tiled:
@@ -477,18 +482,18 @@ def score_file(pipe: ScorePipeline, file: str | Path, *, seed: int, settings: De
                           data_range=pipe.data_range).item()
     return ImageScore(
         name=Path(file).name, model=model, why=why, transform=res.transforms[0], bpd=res.bpd[0].item(),
-        stderr=res.stderr[0].item(), num_repeats=num_repeats, bpd_repeats=res.bpd_repeats[:, 0].tolist(),
+        stderr=res.stderr[0].item(), num_repeats=plan.num_repeats, bpd_repeats=res.bpd_repeats[:, 0].tolist(),
         nfe=int(res.nfe[0]), seconds=seconds, pixels_scored=int(res.pixels_scored[0]),
         num_patches=int(res.num_patches[0]), levels=levels, num_levels=pipe.num_levels,
         bits_map=None if res.bits_maps is None else res.bits_maps[0], times=res.times,
         bpd_path=None if res.bpd_path is None else res.bpd_path[:, :, 0],
         dequantization_bpd=offset, lossless=lossless,
         light_background="digits" in dataset and not invert and background_is_light(levels, pipe.num_levels),
-        divergence=divergence, call=call)
+        divergence=plan.divergence, call=call, plan=plan.to_dict())
 
 
 # -- the Sample tab --------------------------------------------------------------------------------------
-def density_grid(pipe: ScorePipeline, n: int, solver: Solver) -> tuple[Any, Any, Any]:
+def density_grid(pipe: ScorePipeline, n: int, solver: SolverSettings) -> tuple[Any, Any, Any]:
     """Exact ``log p_eps`` of a 2-D model on an ``n × n`` grid over its data range widened by 10 %.
 
     Returns:
@@ -499,5 +504,5 @@ def density_grid(pipe: ScorePipeline, n: int, solver: Solver) -> tuple[Any, Any,
     xs = torch.linspace(lo - pad, hi + pad, int(n), dtype=pipe.dtype)
     gy, gx = torch.meshgrid(xs, xs, indexing="ij")
     pts = torch.stack([gx.flatten(), gy.flatten()], 1)
-    logp = pipe.log_likelihood(pts, divergence="exact", **solver.kwargs).logp
+    logp = pipe.log_likelihood(pts, divergence="exact", settings=solver).logp
     return xs.numpy(), xs.numpy(), logp.view(int(n), int(n)).double().cpu().numpy()

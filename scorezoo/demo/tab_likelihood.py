@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..compression import CODECS, codec_available
+from ..scoring import AUTO_EXACT_MAX_DIM
 from .compute import AUTO, DemoContext, ImageScore, choose_model, score_file, solver_for
 from .figures import bits_map_picture, picture, trajectory_figure
 from .ui import handler, int_in
@@ -51,7 +52,7 @@ def _note(ctx: DemoContext, scores: list[ImageScore], seed: int) -> str:
     for model in dict.fromkeys(s.model for s in scores):
         first = next(s for s in scores if s.model == model)
         solver = solver_for(ctx.pipelines(model), ctx.settings)
-        lines.append(f"**{model}**: probability-flow ODE with {solver.text}; {first.divergence} divergence; seed "
+        lines.append(f"**{model}**: probability-flow ODE with {solver.describe()}; {first.divergence} divergence; seed "
                      f"{seed}, {first.num_repeats} dequantization draw(s) per picture (per patch when tiled). Each "
                      f"file is scored alone by `{first.call}`")
     for s in scores:
@@ -124,7 +125,7 @@ def build_likelihood_tab(ctx: DemoContext) -> None:
                 invert = gr.Checkbox(False, label="Invert (v → 1 − v)", elem_id="invert",
                                      info="for dark ink on light paper under the digits models")
                 bits_map = gr.Checkbox(True, label="bits map", elem_id="bits-map-switch",
-                                       info=f"exact divergence up to {settings.max_exact_dims} values per picture "
+                                       info=f"exact divergence up to {AUTO_EXACT_MAX_DIM} values per picture "
                                             "(about 15× slower on the digits models), Hutchinson's terms above")
                 variational = gr.Checkbox(False, label="variational dequantization", elem_id="variational",
                                           info="noise from the model's trained dequantizer (vp-mle-digits ships "
@@ -143,7 +144,7 @@ def build_likelihood_tab(ctx: DemoContext) -> None:
                 maps = gr.Gallery(label="where the bits go", show_label=False, columns=3, format="png", height=300,
                                   preview=False, fit_columns=False, object_fit="contain", interactive=False,
                                   elem_id="bits-map")
-                gr.Markdown(MAP_NOTE.format(max_exact=settings.max_exact_dims))
+                gr.Markdown(MAP_NOTE.format(max_exact=AUTO_EXACT_MAX_DIM))
             trajectory = gr.Plot(label="bits along ODE time", format="png", show_label=False)
         with gr.Accordion("raw results (JSON)", open=False):
             raw = gr.JSON()

@@ -31,7 +31,7 @@ from torch import nn
 from ..utils import check_generator, rand
 from .uniform import check_levels
 
-__all__ = ["VariationalDequantizer", "load_dequantizer", "DEQUANTIZERS"]
+__all__ = ["sample_dequantization", "VariationalDequantizer", "load_dequantizer", "DEQUANTIZERS"]
 
 #: the dequantizer classes a ``dequantizer/config.json`` may name, as ``(module, attribute)``
 DEQUANTIZERS: dict[str, tuple[str, str]] = {
@@ -214,6 +214,26 @@ class VariationalDequantizer(ModelMixin, ConfigMixin):
 
     def extra_repr(self) -> str:
         return f"data_shape={tuple(self.config.data_shape)}, num_levels={self.config.num_levels}"
+
+
+@torch.no_grad()
+def sample_dequantization(dequantizer: "VariationalDequantizer", levels: torch.Tensor, v: torch.Tensor,
+                          max_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``u ~ q(u | k)`` from uniform draws: the dequantizer maps ``v: (N, R, *S)`` in [0, 1) of the levels
+    ``k = levels: (N, *S)`` to its noise, ``max_batch_size`` rows at a time.
+
+    Returns:
+        ``(u (N, R, *S) in (0, 1), log q (N, R, *S))``: the noise and ``log q(u | k)`` per dimension in nats (float64,
+        on the CPU).
+    """
+    dev, dt = next(dequantizer.parameters()).device, dequantizer.dtype
+    k = levels[:, None].expand(v.shape).flatten(0, 1)
+    flat = v.flatten(0, 1)
+    u, log_q = torch.empty_like(flat), torch.empty(flat.shape, dtype=torch.float64)
+    for sl in torch.arange(len(flat)).split(max_batch_size):
+        ub, lb = dequantizer(k[sl].to(dev), flat[sl].to(dev, dt))
+        u[sl], log_q[sl] = ub.to(u.device, u.dtype), lb.double().cpu()
+    return u.view(v.shape), log_q.view(v.shape)
 
 
 def load_dequantizer(folder) -> VariationalDequantizer:

@@ -9,7 +9,8 @@ of an ``accelerate launch`` or ``torchrun``, resumable, with per-image numbers t
 """
 
 from .data import EvalData, load_eval_data
-from .records import draw_seed, summarize
+from ..scoring import draw_seed
+from .records import summarize
 from .run import EvalSummary, evaluate
 
 __all__ = ["evaluate", "EvalSummary", "EvalData", "load_eval_data", "draw_seed", "summarize"]

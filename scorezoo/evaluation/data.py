@@ -32,7 +32,9 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["EvalData", "load_eval_data", "NAMED_DATA"]
+from ..datasets.cifar10 import CIFAR10Error
+
+__all__ = ["EvalData", "load_eval_data", "first_picture", "NAMED_DATA"]
 
 #: the specs that name a data set rather than files
 NAMED_DATA = ("digits", "photo-patches", "cifar10", "cifar10:ROOT", "photos")
@@ -97,6 +99,21 @@ def _pictures(spec: str) -> list[Path]:
                      "photos:PATH or @LIST.")
 
 
+def first_picture(specs: Sequence[str]) -> Path | None:
+    """The first picture file the picture specs name (``None`` for a named data set), to choose a model by.
+
+    Raises:
+        ValueError: as :func:`load_eval_data` for a missing file, folder or list.
+    """
+    for spec in specs:
+        if spec in ("digits", "photo-patches", "photos", "cifar10") or spec.startswith("cifar10:"):
+            return None
+        files = _pictures(spec.split(":", 1)[1] if spec.startswith("photos:") else spec)
+        if files:
+            return Path(files[0])
+    return None
+
+
 def _named(spec: str, data_shape: tuple[int, ...], split: str) -> EvalData:
     from .. import datasets
 
@@ -151,7 +168,7 @@ def load_eval_data(specs: str | Sequence[str], *, data_shape: Sequence[int], num
             raise ValueError(f"--data {named[0]} is a whole data set: give it alone (got {' '.join(specs)}).")
         try:
             data = _named(named[0], data_shape, split)
-        except ImportError as e:
+        except (ImportError, CIFAR10Error) as e:
             raise ValueError(f"--data {named[0]}: {e}") from None
         if (data.data_shape, data.num_levels) != (data_shape, num_levels):
             c, h, w = data.data_shape

@@ -18,7 +18,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["shard_path", "shard_paths", "repair", "read_records", "append_records", "merge", "draw_seed",
+__all__ = ["shard_path", "shard_paths", "repair", "read_records", "append_records", "merge",
            "summarize"]
 
 
@@ -88,13 +88,6 @@ def merge(out: Path, records: dict[int, dict], others: list[Path]) -> None:
     for p in others:
         if p != out:
             p.unlink(missing_ok=True)
-
-
-def draw_seed(seed: int, index: int, draw: int) -> int:
-    """The seed of image ``index``'s dequantization draw ``draw``: a hash of the three alone (numpy's
-    SeedSequence), so that its noise and probes are the same whatever process, batch or run scores it."""
-    hi, lo = np.random.SeedSequence([seed, index, draw]).generate_state(2, np.uint32)
-    return (int(hi) << 32 | int(lo)) >> 1  # 63 bits: torch.Generator.manual_seed takes any of them
 
 
 def summarize(records: dict[int, dict], num_images: int) -> dict:

@@ -5,7 +5,7 @@ picture when tiled), and unit ``k`` is scored by process ``k mod N``. Three thin
 whatever the number of processes, the order of the work or a restart:
 
 * its randomness comes from (seed, image index, draw) alone: draw ``j`` of image ``i`` has its own generator,
-  seeded by a hash of the three (:func:`scorezoo.evaluation.records.draw_seed`), which draws its dequantization
+  seeded by a hash of the three (:func:`scorezoo.scoring.draw_seed`), which draws its dequantization
   noise and then its Hutchinson probes (per-sample generators, :mod:`scorezoo.utils`);
 * the solve does not couple images through step sizes: the model's calibrated fixed-step schedule, or else
   torchode's adaptive solver with a step size per image;
@@ -34,20 +34,16 @@ from typing import Sequence
 
 import torch
 
-from ..likelihood.ode import DEFAULT_TOL, short_repr
+from ..likelihood.ode import short_repr
 from .data import EvalData, load_eval_data
-from .records import (append_records, draw_seed, merge, read_records, repair, shard_path, shard_paths,
-                      summarize)
+from ..scoring import DEQUANTIZATIONS, DIVERGENCES, ESTIMATORS, ScoringPlan, draw_generators
+from .records import append_records, merge, read_records, repair, shard_path, shard_paths, summarize
 
-__all__ = ["evaluate", "EvalSummary", "ESTIMATORS", "SOLVERS", "DIVERGENCES", "DEQUANTIZATIONS", "AUTO_EXACT_MAX_DIM"]
+__all__ = ["evaluate", "EvalSummary", "EVAL_SOLVERS"]
 
-ESTIMATORS = ("ode", "bound")
-#: ``auto``: the model's calibrated schedule when it has one, else ``torchode``
-SOLVERS = ("auto", "calibrated", "torchode")
-DIVERGENCES = ("auto", "exact", "hutchinson")
-DEQUANTIZATIONS = ("uniform", "variational")
-#: with ``divergence="auto"``, the exact divergence up to this many dimensions (8×8 digits: 64), as ``scorezoo bpd``
-AUTO_EXACT_MAX_DIM = 256
+#: what ``solver`` may be: ``auto`` (the model's calibrated schedule when it has one, else the adaptive solver),
+#: ``calibrated``, ``adaptive``, or ``torchode`` (the adaptive solver, as named before 0.4)
+EVAL_SOLVERS = ("auto", "calibrated", "adaptive", "torchode")
 #: images per unit (one solve) unless told; patches per solve for tiled pictures
 DEFAULT_BATCH_SIZE, DEFAULT_PATCH_BATCH = 64, 256
 
@@ -147,40 +143,13 @@ def _fingerprint(pipe) -> str:
     return h.hexdigest()
 
 
-def _solver(pipe, estimator: str, solver: str, rtol, atol, divergence: str) -> tuple[dict, str, dict]:
-    """``(keyword arguments of bits_per_dim, the estimator in words, its JSON settings)``; refuses conflicts."""
-    if estimator == "bound":
-        given = [n for n, v in (("solver", solver != "auto"), ("rtol", rtol is not None),
-                                ("atol", atol is not None), ("divergence", divergence != "auto")) if v]
-        if given:
-            raise ValueError(f"the likelihood bound solves no ODE: drop {', '.join(given)} (or the bound).")
-        return {"estimator": "bound"}, ("the likelihood bound (Song et al. 2021, Thm. 3; 1000 stratified time "
-                                        "points, 16 decoder draws)"), {"estimator": "bound"}
-    sch = pipe.likelihood_schedule
-    if solver == "auto":
-        solver = "calibrated" if sch is not None and rtol is None and atol is None else "torchode"
-    if divergence == "auto":
-        divergence = "exact" if pipe.dim <= AUTO_EXACT_MAX_DIM else "hutchinson"
-    if solver == "calibrated":
-        if rtol is not None or atol is not None:
-            raise ValueError("rtol and atol are for the adaptive solver (torchode); the calibrated schedule takes "
-                             "fixed steps: drop them, or the schedule.")
-        if sch is None:
-            raise ValueError("this model has no calibrated likelihood schedule (so --fast cannot be used): drop it to "
-                             "use torchode's adaptive solver, or calibrate one with "
-                             "ScorePipeline.calibrate_likelihood_schedule.")
-        text = (f"probability-flow ODE on the model's calibrated schedule ({sch.method}, {sch.num_steps} fixed steps "
-                f"in {sch.time_variable.replace('_', ' ')}" + (f", calibrated to {sch.target:g} bits/dim"
-                                                                 if sch.target is not None else "") + ")")
-        kwargs = {"schedule": "calibrated"}
-        settings = {"solver": "calibrated", "schedule": sch.to_dict()}
-    else:
-        rtol, atol = DEFAULT_TOL if rtol is None else float(rtol), DEFAULT_TOL if atol is None else float(atol)
-        text = f"probability-flow ODE, torchode dopri5 with a step size per image (rtol {rtol:g}, atol {atol:g})"
-        kwargs = {"solver": "torchode", "method": "dopri5", "rtol": rtol, "atol": atol}
-        settings = {"solver": "torchode", "method": "dopri5", "rtol": rtol, "atol": atol}
-    text += f", {divergence} divergence"
-    return {**kwargs, "divergence": divergence}, text, {**settings, "divergence": divergence}
+def _plan(pipe, ev: EvalData, *, estimator: str, solver: str, rtol, atol, divergence: str, num_repeats: int,
+          dequantization: str, batch: int) -> ScoringPlan:
+    """The :class:`~scorezoo.scoring.ScoringPlan` of :func:`evaluate`'s options: ``solver="torchode"`` is the
+    adaptive solver (torchode's dopri5, a step size per image); the data spec decides the tiling."""
+    return ScoringPlan.create(pipe, estimator=estimator, solver="adaptive" if solver == "torchode" else solver,
+                              rtol=rtol, atol=atol, divergence=divergence, num_repeats=num_repeats,
+                              tile=ev.tile, dequantization=dequantization, max_batch_size=batch * num_repeats)
 
 
 def _versions() -> dict:
@@ -216,12 +185,9 @@ def _load(pipe, data: EvalData, idx: list[int]) -> tuple[list[int], object, list
     return ok, torch.stack(levels) if levels else None, failed
 
 
-def _records(pipe, data: EvalData, idx: list[int], images, *, num_repeats: int, seed: int, batch: int,
-             kwargs: dict) -> list[dict]:
+def _records(pipe, data: EvalData, idx: list[int], images, *, plan: ScoringPlan, seed: int) -> list[dict]:
     """Score ``images`` (of the indices ``idx``) in one call, each draw with its own generator."""
-    gens = [torch.Generator().manual_seed(draw_seed(seed, i, j)) for i in idx for j in range(num_repeats)]
-    res = pipe.bits_per_dim(images, num_repeats=num_repeats, generator=gens, max_batch_size=batch * num_repeats,
-                            tile=data.tile, **kwargs)
+    res = pipe.bits_per_dim(images, plan=plan, generator=draw_generators(seed, idx, plan.num_repeats))
     out = []
     for k, i in enumerate(idx):
         rec = {"index": i, "source": data.sources[i]}
@@ -281,6 +247,7 @@ def evaluate(
     out: str | os.PathLike = "results.jsonl",
     *,
     split: str = "test",
+    plan: ScoringPlan | None = None,
     revision: str | None = None,
     num_repeats: int = 1,
     seed: int = 0,
@@ -314,6 +281,9 @@ def evaluate(
         data: a spec or several (:mod:`scorezoo.evaluation.data`): ``"digits"``, ``"photo-patches"``,
             ``"cifar10"``, ``"cifar10:ROOT"``, ``"photos"``, ``"photos:PATH"``, picture files, folders, ``"@LIST"``.
         split: the split of a data set that has several: CIFAR-10's ``"test"`` (default) or ``"train"``.
+        plan: a :class:`~scorezoo.scoring.ScoringPlan` for the model (then ``estimator``, ``solver``, ``rtol``,
+            ``atol``, ``divergence``, ``num_repeats`` and ``dequantization`` are not read; its ``max_batch_size`` is
+            the inputs of one solve); default: the plan of those options.
         out: the per-image results, a ``.jsonl`` file; the summary goes next to it as ``.json``. An existing pair
             from the same settings is resumed: the images it holds are skipped.
         num_repeats: dequantization draws per image, K >= 1 (K >= 2 also measures the dequantization noise).
@@ -348,15 +318,14 @@ def evaluate(
             is not ``.jsonl``, or results at ``out`` made with other settings or another model. Unreadable pictures
             and failed solves do not raise: they are records with an ``"error"``.
     """
-    from tqdm.auto import tqdm
-
     from ..pipeline import ScorePipeline
+    from ..progress import progress_bar
 
     _check_int("num_repeats", num_repeats, 1)
     _check_int("seed", seed, 0)
     _check_int("limit", limit, 1, allow_none=True)
     _check_int("batch_size", batch_size, 1, allow_none=True)
-    for name, v, allowed in (("estimator", estimator, ESTIMATORS), ("solver", solver, SOLVERS),
+    for name, v, allowed in (("estimator", estimator, ESTIMATORS), ("solver", solver, EVAL_SOLVERS),
                              ("divergence", divergence, DIVERGENCES),
                              ("dequantization", dequantization, DEQUANTIZATIONS)):
         if v not in allowed:
@@ -383,20 +352,23 @@ def evaluate(
         pipe, model_name = ScorePipeline.from_pretrained(model, revision, device=procs.device), str(model)
     if pipe.num_levels is None:
         raise ValueError(f"model {model_name} is for continuous data (num_levels is None): bits/dim does not apply.")
-    if dequantization == "variational" and pipe.dequantizer is None:
-        raise ValueError(f"model {model_name} has no variational dequantizer: use uniform dequantization, or train "
-                         "one (train/train_dequantizer.py).")
     ev = load_eval_data(data, data_shape=pipe.data_shape, num_levels=pipe.num_levels, split=split)
     if limit is not None:
         ev = ev.take(limit)
-    kwargs, solver_text, settings = _solver(pipe, estimator, solver, rtol, atol, divergence)
-    kwargs["dequantization"] = settings["dequantization"] = dequantization
-    solver_text += f", {dequantization} dequantization"
     batch = batch_size or (DEFAULT_PATCH_BATCH if ev.tile else DEFAULT_BATCH_SIZE)
+    if plan is not None and plan.tile is not None and plan.tile != ev.tile:
+        raise ValueError(f"the plan says tile={plan.tile}, but --data {ev.spec} is {'tiled' if ev.tile else 'resized'}"
+                         ": leave the plan's tile unset (None).")
+    if plan is not None:
+        plan = plan.replace(tile=ev.tile)
+    else:
+        plan = _plan(pipe, ev, estimator=estimator, solver=solver, rtol=rtol, atol=atol, divergence=divergence,
+                     num_repeats=num_repeats, dequantization=dequantization, batch=batch)
+    solver_text = plan.describe()
     n = len(ev)
     config = {"model": model_name, "revision": revision, "model_sha256": _fingerprint(pipe), "data": ev.spec,
-              **({"split": split} if split != "test" else {}), "num_images": n, "limit": limit, "seed": seed, "num_repeats": num_repeats, "batch_size": batch,
-              "tile": ev.tile, **settings}
+              **({"split": split} if split != "test" else {}), "num_images": n, "limit": limit, "seed": seed,
+              "batch_size": batch, "plan": plan.to_dict()}
 
     # the main process checks that existing results come from these settings; every process stops on its answer
     problem = None
@@ -415,15 +387,14 @@ def evaluate(
     todo = [u for k, u in enumerate(units) if k % procs.world == procs.rank and not done.issuperset(u)]
     pipe.set_progress_bar_config(disable=True)
     share = f" (process 0's share of {procs.world})" if procs.world > 1 else ""
-    bar = tqdm(total=sum(len(u) for u in todo), desc=f"bits/dim{share}", unit="image", dynamic_ncols=True,
-               disable=not progress or procs.rank != 0)
+    bar = progress_bar(total=sum(len(u) for u in todo), desc=f"bits/dim{share}", unit="image",
+                       disable=not progress or procs.rank != 0)
     t0, cpu0, scored = time.perf_counter(), time.process_time(), 0
     fd = os.open(mine, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         for unit in todo:
             # a unit is solved whole even when part of it is on disk, so that its images keep their batch mates
-            records = [r for r in _score_unit(pipe, ev, unit, num_repeats=num_repeats, seed=seed, batch=batch,
-                                              kwargs=kwargs) if r["index"] not in done]
+            records = [r for r in _score_unit(pipe, ev, unit, plan=plan, seed=seed) if r["index"] not in done]
             append_records(fd, records)
             scored += len(records)
             bar.update(len(unit))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..sde import SDE
-from ..utils import Generators, ScoreFn, bcast, check_batch, check_generator, generator_rows, rand, randn
+from ..utils import Generators, ScoreFn, check_batch, check_generator, generator_rows, rand, randn
 from .ode import short_repr
 
 __all__ = ["likelihood_bound", "BoundResult"]
@@ -112,11 +112,10 @@ def likelihood_bound(
         for sl in torch.arange(b * n, device=dev).split(max_batch_size):
             t, w, xi = t_all[sl].to(dt), w_all[sl].double(), x[idx_all[sl]]
             z = randn(xi.shape, generator=generator_rows(generator, idx_all[sl]), device=dev, dtype=dt)
-            mean, sigma = sde.marginal_prob(xi, t)
-            xt = mean + bcast(sigma, xi) * z
-            s = score_fn(xt, t)
-            g2_over_s2 = (sde.diffusion(t) ** 2 / sigma**2).double()
-            vals[sl] = 0.5 * w * g2_over_s2 * (bcast(sigma, xi) * s + z).flatten(1).pow(2).sum(1).double()
+            xt = sde.perturb(xi, t, z)
+            g2_over_s2 = (sde.diffusion(t) ** 2 / sde.alpha_sigma(t)[1] ** 2).double()
+            residual = sde.dsm_residual(score_fn(xt, t), t, z)
+            vals[sl] = 0.5 * w * g2_over_s2 * residual.flatten(1).pow(2).sum(1).double()
     vals = vals.view(b, n)
     z_norm = sde.importance_normalizer(eps)
     a_eps, s_eps = (v.item() for v in sde.alpha_sigma(torch.tensor([eps], dtype=torch.float64)))
@@ -133,7 +132,7 @@ def likelihood_bound(
         te = torch.full((b * m,), eps, dtype=dt, device=dev)
         x_eps = a_eps * xr + s_eps * z
         s = torch.cat([score_fn(x_eps[sl], te[sl]) for sl in torch.arange(b * m, device=dev).split(max_batch_size)])
-        mean = (x_eps + s_eps**2 * s) / a_eps
+        mean = sde.tweedie_denoise(x_eps, te, s)
         var = (s_eps / a_eps) ** 2
         nll_dec = 0.5 * d * math.log(2 * math.pi * var) + (xr - mean).flatten(1).pow(2).sum(1).double() / (2 * var)
     entropy = 0.5 * d * math.log(2 * math.pi * math.e * s_eps**2)

@@ -46,8 +46,7 @@ class ProbabilityFlow:
 
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``dx/dt`` ``(B, *S)`` at ``x: (B, *S)``, ``t: (B,)``."""
-        f, g2 = self.sde.drift_coef(t), self.sde.diffusion(t) ** 2
-        return bcast(f, x) * x - 0.5 * bcast(g2, x) * self.score_fn(x, t)
+        return self.sde.probability_flow_drift(x, t, self.score_fn(x, t))
 
     def score_and_divergence(
         self,
@@ -86,7 +85,7 @@ class ProbabilityFlow:
         s, div_s = self.score_and_divergence(x, t, probes=probes, max_batch_size=max_batch_size,
                                              per_dimension=per_dimension)
         f, g2 = self.sde.drift_coef(t), self.sde.diffusion(t) ** 2
-        drift = bcast(f, x) * x - 0.5 * bcast(g2, x) * s
+        drift = self.sde.probability_flow_drift(x, t, s)
         if per_dimension:
             return drift, bcast(f, x) - 0.5 * bcast(g2, x) * div_s
         return drift, x[0].numel() * f - 0.5 * g2 * div_s

@@ -15,17 +15,19 @@ import torch
 from ..sde import SDE
 from ..utils import Generators, ScoreFn, check_batch, check_generator
 from .divergence import check_divergence, draw_probes
-from .flow import TIME_VARIABLES, LogDensityODE, ProbabilityFlow
+from .flow import LogDensityODE, ProbabilityFlow
+from .solvers import DEFAULT_TOL, SolverSettings, adaptive_methods, fixed_methods, solve  # noqa: F401 (DEFAULT_TOL)
 
-__all__ = ["log_likelihood", "LikelihoodResult", "SOLVERS", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS",
+__all__ = ["log_likelihood", "LikelihoodResult", "SOLVER_OPTIONS", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS",
            "frozen_weights", "short_repr"]
 
-SOLVERS = ("torchdiffeq", "torchode")
-#: torchdiffeq's methods: fixed-step ones step along the time grid (or ``options={"step_size": h}``)
-FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")
-ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5")
-#: the adaptive solvers' tolerances unless told otherwise
-DEFAULT_TOL = 1e-5
+#: the keyword arguments of :func:`log_likelihood` that choose the solver (:meth:`SolverSettings.create`)
+SOLVER_OPTIONS = ("schedule", "method", "rtol", "atol", "options", "step_size", "solver", "time_variable")
+#: fixed-step methods of :data:`~scorezoo.likelihood.solvers.SOLVERS` (they step along the time grid, or by
+#: ``options={"step_size": h}``)
+FIXED_STEP_METHODS = fixed_methods()
+#: adaptive methods of :data:`~scorezoo.likelihood.solvers.SOLVERS`
+ADAPTIVE_METHODS = adaptive_methods()
 
 
 def short_repr(obj) -> str:
@@ -87,47 +89,6 @@ def frozen_weights(module):
             p.requires_grad_(True)
 
 
-def _resolve_solver(schedule, eps: float, T: float, method, rtol, atol, options, solver, time_variable, times):
-    """The solver settings after defaults, refusing arguments that conflict (as torchdiffeq refuses ``options``
-    without a method): ``(schedule, method, rtol, atol, solver, time_variable)``."""
-    from .schedule import check_schedule
-
-    if schedule is not None:
-        schedule = check_schedule(schedule, eps, T)
-        given = [name for name, v in (("method", method), ("rtol", rtol), ("atol", atol), ("options", options),
-                                      ("solver", solver), ("time_variable", time_variable), ("times", times))
-                 if v is not None]
-        if given:
-            raise ValueError(f"schedule= fixes the solve (its method, steps and time variable; the path is reported "
-                             f"at its steps): drop {', '.join(given)}, or drop schedule= to choose the solver.")
-        return schedule, schedule.method, None, None, "torchdiffeq", schedule.time_variable
-    solver = "torchdiffeq" if solver is None else solver
-    method = "dopri5" if method is None else method
-    time_variable = "t" if time_variable is None else time_variable
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
-    if time_variable not in TIME_VARIABLES:
-        raise ValueError(f"time_variable must be one of {TIME_VARIABLES}, got {time_variable!r}.")
-    if solver == "torchode":
-        if method not in ("dopri5", "tsit5"):
-            raise ValueError(f"solver='torchode' takes method 'dopri5' or 'tsit5', got {method!r}.")
-        if options is not None:
-            raise ValueError("options are torchdiffeq's: solver='torchode' takes none (it steps adaptively with rtol "
-                             "and atol); drop options.")
-    elif method not in FIXED_STEP_METHODS + ADAPTIVE_METHODS + ("scipy_solver",):
-        raise ValueError(f"unknown method {method!r}; adaptive: {ADAPTIVE_METHODS}, fixed-step: {FIXED_STEP_METHODS}.")
-    if method in FIXED_STEP_METHODS:
-        if rtol is not None or atol is not None:
-            raise ValueError(f"{method!r} takes fixed steps, so rtol and atol do nothing: drop them, or choose an "
-                             "adaptive method such as 'dopri5'.")
-        if not (options or {}).get("step_size") and (times is None or len(times) < 1):
-            raise ValueError(f"{method!r} takes fixed steps: give options={{'step_size': h}}, interior times= to step "
-                             "along, or a calibrated schedule= (otherwise it would take one step from eps to T).")
-        return None, method, None, None, solver, time_variable
-    return None, method, DEFAULT_TOL if rtol is None else rtol, DEFAULT_TOL if atol is None else atol, solver, \
-        time_variable
-
-
 def _check_times(times, eps: float, T: float) -> torch.Tensor:
     times = torch.as_tensor(times, dtype=torch.float64).flatten().cpu()
     slack = 1e-6 * eps  # a float32 eps rounds below the float64 one
@@ -142,20 +103,15 @@ def log_likelihood(
     x: torch.Tensor,
     *,
     eps: float = 1e-5,
-    schedule=None,
+    settings: SolverSettings | None = None,
     times: torch.Tensor | None = None,
-    method: str | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    options: dict | None = None,
-    solver: str | None = None,
-    time_variable: str | None = None,
     divergence: str = "hutchinson",
     probe: str | None = None,
     num_probes: int | None = None,
     generator: Generators = None,
     max_batch_size: int | None = None,
     per_dimension: bool = False,
+    **solver_options,
 ) -> LikelihoodResult:
     """``log p_eps(x)`` under the probability-flow ODE (Song et al. ICLR 2021, eq. 39), in nats.
 
@@ -172,23 +128,10 @@ def log_likelihood(
         sde: the forward SDE.
         x: ``(B, *S)`` points in the model's data space, read as samples at time ``eps``.
         eps: start time, in (0, T) (Song et al. use 1e-5 for VP likelihoods).
-        schedule: a :class:`~scorezoo.likelihood.schedule.LikelihoodSchedule` (from
-            :func:`~scorezoo.likelihood.schedule.calibrate_schedule`): fixed steps, ``schedule.nfe`` evaluations,
-            each sample's answer independent of its batch mates; the path is reported at its steps. It fixes the
-            solve, so ``method``, ``rtol``, ``atol``, ``options``, ``solver``, ``time_variable`` and ``times`` must
-            not be given with it.
+        settings: how to solve, a :class:`~scorezoo.likelihood.solvers.SolverSettings`; or give its options as
+            keyword arguments (``solver_options`` below), not both.
         times: increasing times in [eps, T] at which to report the accumulated divergence integral
             (``delta_logp_path``), e.g. to plot the log-density along ODE time; fixed-step methods step along them.
-        method: a torchdiffeq method (default ``"dopri5"``): adaptive (:data:`ADAPTIVE_METHODS`) or fixed-step
-            (:data:`FIXED_STEP_METHODS`, which need ``times`` or ``options={"step_size": h}``).
-        rtol, atol: tolerances of an adaptive method (default 1e-5 each; on ``x`` and on the log-density).
-        options: extra torchdiffeq options (``{"step_size": h}`` for fixed-step methods).
-        solver: ``"torchdiffeq"`` (default; one step size for the batch) or ``"torchode"`` (a step size per sample;
-            methods ``"dopri5"``, ``"tsit5"``; no ``options``). With either adaptive solver an image's bits/dim moves
-            by 1e-4 to 1e-3 between being scored alone and next to an outlier at rtol = atol = 1e-5 (batched kernels
-            round differently, which flips step decisions); a schedule has no such coupling.
-        time_variable: integrate in ``"t"`` (default), ``"rho"`` or ``"log_rho"`` (see
-            :mod:`scorezoo.likelihood.flow`).
         divergence: ``"hutchinson"`` or ``"exact"`` (D backward passes per evaluation, batched).
         probe, num_probes: Hutchinson probes, ``"rademacher"`` (default) or ``"gaussian"``, and how many are averaged
             per evaluation (default 1); not with ``divergence="exact"``.
@@ -197,6 +140,24 @@ def log_likelihood(
         max_batch_size: exact divergence only: at most this many samples through the network at once.
         per_dimension: also return ``logp_per_dim`` ``(B, *S)`` (see :class:`LikelihoodResult`), e.g. a map of where
             an image's bits go; with Hutchinson's divergence each term is an unbiased estimate.
+        solver_options: the solver (:meth:`SolverSettings.create <scorezoo.likelihood.solvers.SolverSettings.create>`
+            checks them together):
+
+            * ``schedule``: a :class:`~scorezoo.likelihood.schedule.LikelihoodSchedule` (from
+              :func:`~scorezoo.likelihood.schedule.calibrate_schedule`): fixed steps, ``schedule.nfe`` evaluations,
+              each sample's answer independent of its batch mates; the path is reported at its steps. It fixes the
+              solve, so nothing else of the solver and no ``times`` may be given with it.
+            * ``method``: a name of :data:`~scorezoo.likelihood.solvers.SOLVERS` (default ``"dopri5"``): adaptive
+              (:data:`ADAPTIVE_METHODS`) or fixed-step (:data:`FIXED_STEP_METHODS`, which need ``times`` or a
+              ``step_size``).
+            * ``rtol``, ``atol``: tolerances of an adaptive method (default 1e-5 each; on ``x`` and on the
+              log-density).
+            * ``step_size`` (or ``options={"step_size": h}``): a fixed-step method's step.
+            * ``solver``: the ODE library, ``"torchode"`` (the default where it has the method: a step size per
+              sample, so a sample's answer does not depend on its batch mates beyond float rounding) or
+              ``"torchdiffeq"`` (one step size for the batch; every method).
+            * ``time_variable``: integrate in ``"t"`` (default), ``"rho"`` or ``"log_rho"`` (see
+              :mod:`scorezoo.likelihood.flow`).
 
     Returns:
         :class:`LikelihoodResult` with ``logp`` ``(B,)`` in nats.
@@ -206,16 +167,16 @@ def log_likelihood(
             schedule made for another ``eps``, unknown options, or arguments that conflict (see above).
         RuntimeError: the solver failed (torchode reports which samples).
     """
-    from torchdiffeq import odeint
-
     check_batch(x)
     probe, num_probes = check_divergence(divergence, probe, num_probes)
     eps = sde.check_eps(eps)
     check_generator(generator, len(x))
     if times is not None:
         times = _check_times(times, eps, sde.T)
-    schedule, method, rtol, atol, solver, time_variable = _resolve_solver(
-        schedule, eps, sde.T, method, rtol, atol, options, solver, time_variable, times)
+    settings = solver_settings(settings, solver_options, eps, sde.T, has_times=times is not None)
+    schedule, time_variable = settings.schedule, settings.time_variable
+    if schedule is not None and times is not None:
+        raise ValueError("a calibrated schedule reports the path at its own steps: drop times=.")
     shape, dt = x.shape, x.dtype
     probes = draw_probes(x, probe, num_probes, generator) if divergence == "hutchinson" else None
     ode = LogDensityODE(ProbabilityFlow(score_fn, sde), shape, eps, time_variable, probes=probes,
@@ -230,12 +191,13 @@ def log_likelihood(
         u_grid = torch.unique(torch.cat([u_grid, u_times]))
     state0 = ode.initial_state(x)
     with torch.no_grad(), frozen_weights(score_fn):
-        if solver == "torchdiffeq":
+        if settings.backend == "torchdiffeq":
             # a tuple state, so that torchdiffeq's mixed norm controls the log-density on its own
-            ys, deltas = odeint(ode, state0, u_grid.to(dt).to(x.device), rtol=rtol, atol=atol, method=method,
-                                options=options)
+            ys, deltas = solve(ode, state0, u_grid.to(dt).to(x.device), method=settings.method,
+                               backend="torchdiffeq", rtol=settings.rtol, atol=settings.atol,
+                               step_size=settings.step_size)
         else:
-            ys, deltas = _solve_per_sample(ode, state0, u_grid, rtol=rtol, atol=atol, method=method)
+            ys, deltas = _solve_per_sample(ode, state0, u_grid, settings)
     ends = torch.tensor([ode.u1], dtype=torch.float64)
     z, delta = (v[0] for v in ode.to_data(ends, ys[-1:], deltas[-1:]))
     delta_path = None
@@ -264,13 +226,11 @@ def _mixed_norm(d: int):
     return norm
 
 
-def _solve_per_sample(ode: LogDensityODE, state0: tuple[torch.Tensor, torch.Tensor], u_grid: torch.Tensor, *,
-                      rtol: float, atol: float, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _solve_per_sample(ode: LogDensityODE, state0: tuple[torch.Tensor, torch.Tensor], u_grid: torch.Tensor,
+                      settings: SolverSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrate the ODE over ``u_grid`` ``(N,)`` with torchode, each sample with its own step size, so that its
     answer does not depend on the other members of the batch (torchode; Lienen & Günnemann 2022). Returns the
     positions ``(N, B, D)`` and divergence integrals ``(N, B)`` or ``(N, B, D)``."""
-    import torchode
-
     d = ode.d
     flat0 = torch.cat([state0[0], state0[1].reshape(ode.b, -1)], 1)
 
@@ -278,14 +238,30 @@ def _solve_per_sample(ode: LogDensityODE, state0: tuple[torch.Tensor, torch.Tens
         dy, ddelta = ode(u, (st[:, :d], st[:, d:] if ode.per_dimension else st[:, d]))
         return torch.cat([dy, ddelta.reshape(ode.b, -1)], 1)
 
-    methods = {"dopri5": torchode.Dopri5, "tsit5": torchode.Tsit5}
-    term = torchode.ODETerm(dynamics)
-    controller = torchode.IntegralController(atol=atol, rtol=rtol, term=term, norm=_mixed_norm(d))
-    adjoint = torchode.AutoDiffAdjoint(methods[method](term=term), controller)
-    grid = u_grid.to(flat0).expand(ode.b, -1)
-    sol = adjoint.solve(torchode.InitialValueProblem(y0=flat0, t_start=grid[:, 0], t_end=grid[:, -1], t_eval=grid))
-    if (sol.status != 0).any():
-        raise RuntimeError(f"the ODE solver failed for {(sol.status != 0).sum().item()} of {ode.b} samples "
-                           f"(torchode status {sol.status.tolist()}); loosen rtol/atol or check the model.")
-    path = sol.ys.transpose(0, 1)
+    path = solve(dynamics, flat0, u_grid, method=settings.method, backend="torchode", rtol=settings.rtol,
+                 atol=settings.atol, norm=_mixed_norm(d))
     return path[..., :d], path[..., d:] if ode.per_dimension else path[..., d]
+
+
+def solver_settings(settings: SolverSettings | None, options: dict, eps: float, T: float, *,
+                    has_times: bool = False) -> SolverSettings:
+    """``settings``, or the :class:`SolverSettings` of the keyword ``options`` of :func:`log_likelihood` (a
+    ``schedule`` checked against ``eps`` and ``T``).
+
+    Raises:
+        ValueError: both given, an unknown option, or options that conflict.
+    """
+    unknown = sorted(set(options) - set(SOLVER_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}; the solver takes {', '.join(SOLVER_OPTIONS)}.")
+    if settings is not None:
+        if any(v is not None for v in options.values()):
+            raise ValueError(f"give the solver as settings= or as options ({', '.join(sorted(options))}), not both.")
+        return settings
+    options = dict(options)
+    if options.get("schedule") is not None:
+        from .schedule import check_schedule
+
+        options["schedule"] = check_schedule(options["schedule"], eps, T)
+    backend = options.pop("solver", None)
+    return SolverSettings.create(backend=backend, has_times=has_times, **options)

@@ -21,12 +21,13 @@ from ..utils import ScoreFn, check_batch, check_generator, is_int, is_real
 from .divergence import check_divergence, draw_probes
 from .flow import LogDensityODE, ProbabilityFlow
 from .ode import frozen_weights
+from .solvers import SOLVERS, solve
 
 __all__ = ["LikelihoodSchedule", "calibrate_schedule", "check_schedule", "FIXED_METHODS", "CRITERIA"]
 
-#: torchdiffeq's fixed-step methods that a schedule can use, with their orders; each also takes that many
-#: evaluations per step
-FIXED_METHODS = {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
+#: the fixed-step methods of :data:`~scorezoo.likelihood.solvers.SOLVERS` a schedule can use, with their orders (each
+#: also takes that many evaluations per step)
+FIXED_METHODS = {n: s.order for n, s in SOLVERS.items() if not s.adaptive and s.stages == s.order}
 #: what a calibration target bounds: each sample's error (root mean square) or the error of the mean
 CRITERIA = ("rms", "mean")
 
@@ -300,11 +301,8 @@ class _Calibration:
         self.reference: torch.Tensor | None = None
 
     def solve(self, state, us: list[float], method: str | None = None, tol: float | None = None):
-        from torchdiffeq import odeint
-
         grid = torch.tensor(us, dtype=self.x.dtype, device=self.x.device)
-        return odeint(self.ode, state, grid, method=method or self.method,
-                      **({"rtol": tol, "atol": tol} if tol is not None else {}))
+        return solve(self.ode, state, grid, method=method or self.method, backend="torchdiffeq", rtol=tol, atol=tol)
 
     def logp_of(self, end) -> torch.Tensor:
         """``(B,)`` nats: log p of the solve that ended in state ``end`` (prior plus divergence integral)."""

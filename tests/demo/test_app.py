@@ -30,9 +30,9 @@ from tests.fixtures_hub import make_zoo  # noqa: E402
 from tests.helpers import tiny_mlp_pipeline, tiny_unet_pipeline  # noqa: E402
 
 # fixed-step Euler keeps each solve to 10 score evaluations; the app passes these to the library unchanged
-FAST_ODE = {"solver": "torchdiffeq", "method": "euler", "options": {"step_size": 0.1}}
+FAST_ODE = {"backend": "torchdiffeq", "method": "euler", "step_size": 0.1}
 # what the app adds for a model of up to 256 dimensions with the bits map on (the page's default)
-EXACT_MAP = {"divergence": "exact", "per_dimension": True}
+EXACT_MAP = {"divergence": "exact", "bits_map": True}
 CARD = """---
 license: apache-2.0
 scorezoo:
@@ -157,9 +157,14 @@ def photo(tmp_path_factory):
     return path
 
 
-def library_bpd(models, path, seed, name="tiny-digits", **kwargs):
+def library_bpd(models, path, seed, name="tiny-digits", num_repeats=4, times=None, invert=False, **kwargs):
+    """The library's bits/dim of one picture with the app's plan (FAST_ODE) and the draws of a picture scored alone."""
+    from scorezoo.scoring import ScoringPlan, draw_generators
+
     pipe = ScorePipeline.from_pretrained(entry(models, name).source)
-    return pipe.bits_per_dim(str(path), generator=torch.Generator().manual_seed(seed), **FAST_ODE, **kwargs)
+    plan = ScoringPlan.create(pipe, **FAST_ODE, num_repeats=num_repeats, max_batch_size=256, **kwargs)
+    return pipe.bits_per_dim(str(path), plan=plan, generator=draw_generators(seed, [0], num_repeats), times=times,
+                             invert=invert)
 
 
 def test_uploaded_png_gets_the_librarys_bits_per_dim(client, models, png):
@@ -172,8 +177,8 @@ def test_uploaded_png_gets_the_librarys_bits_per_dim(client, models, png):
     assert raw[0]["nfe"] == lib.nfe.item() == 10  # the 3 draws are solved together: 10 Euler steps
     assert raw[0]["transform"] == lib.transforms[0]
     assert rows["data"][0][:3] == ["pic.png", f"{lib.bpd.item():.4f}", f"{lib.stderr.item():.4f}"]
-    assert lib.transforms[0] in note and "centre-crop" in note and "euler, step 0.1" in note
-    assert "divergence='exact'" in raw[0]["call"] and raw[0]["call"] in note  # the note says how to get the number
+    assert lib.transforms[0] in note and "centre-crop" in note and "euler, fixed step 0.1" in note
+    assert raw[0]["plan"]["divergence"] == "exact" and raw[0]["call"] in note  # the note says how to get the number
 
 
 def test_several_files_each_scored_alone(client, models, png, tmp_path):
@@ -182,7 +187,7 @@ def test_several_files_each_scored_alone(client, models, png, tmp_path):
     gallery, _, _, _, maps, raw = client.predict([handle_file(str(png)), handle_file(str(other))], "tiny-digits", 0, 1,
                                                  api_name="/bits_per_dim")
     assert [r["file"] for r in raw] == ["pic.png", "digit.png"]
-    assert raw[1]["bpd"] == library_bpd(models, other, 0, **EXACT_MAP).bpd.item()
+    assert raw[1]["bpd"] == library_bpd(models, other, 0, num_repeats=1, **EXACT_MAP).bpd.item()
     assert raw[1]["stderr"] is None  # one draw has no standard error
     assert len(gallery) == 2 and gallery[1]["caption"].startswith("digit.png: ")
     assert len(maps) == 2 and maps[1]["caption"].startswith("digit.png: ") and "exact" in maps[1]["caption"]
@@ -208,10 +213,11 @@ def test_ode_path_and_map_come_from_the_one_call(models, png):
 
 
 def test_bit_map_switch_and_2d_models(client, png, flat, models):
-    # without the map: Hutchinson's divergence and no per-dimension terms (the number is the library's for that)
+    # without the map: no per-dimension terms, the same divergence (the one auto rule: exact at 64 dimensions), and
+    # the number is the library's for that plan
     _, _, note, _, maps, raw = client.predict([handle_file(str(png))], "tiny-digits", 0, 2, False, False,
                                               api_name="/bits_per_dim")
-    assert maps == [] and "hutchinson divergence" in note
+    assert maps == [] and "exact divergence" in note
     assert raw[0]["bpd"] == library_bpd(models, png, 0, num_repeats=2).bpd.item()
     assert "continuous data" in _error(client, [handle_file(str(png))], flat, 0, api_name="/bits_per_dim")
 
@@ -246,9 +252,11 @@ def test_bits_map_of_independent_gaussians(tmp_path):
     score = score_file(pipe, tmp_path / "g.png", seed=3, num_repeats=1,
                        settings=DemoSettings(ode_kwargs={"rtol": 1e-10, "atol": 1e-10}))
     assert score.divergence == "exact"
-    # bits_per_dim draws the dequantization noise first from the generator
+    # bits_per_dim draws the dequantization noise first from the draw's generator (a picture scored alone)
+    from scorezoo.scoring import draw_seed
+
     x = uniform_dequantize(torch.from_numpy(levels.astype(np.int64))[None, None], num_levels=256,
-                           data_range=(-1.0, 1.0), generator=torch.Generator().manual_seed(3),
+                           data_range=(-1.0, 1.0), generator=torch.Generator().manual_seed(draw_seed(3, 0, 0)),
                            dtype=torch.float64).flatten(1)
     offset = math.log(2 / 256)  # log|dx/du| of one value of 256 levels on [-1, 1]
     want = torch.stack([-(GaussianScore(sde, mean[i:i + 1], var[i:i + 1, None]).ode_log_likelihood(x[:, i:i + 1],
@@ -265,7 +273,7 @@ def test_colour_photo_goes_to_the_photo_model_at_its_own_resolution(client, mode
     # automatic draws: one per patch of a tiled photo (its standard error is over the patches), 4 per digit
     assert (len(r["bpd_repeats"]), len(digit["bpd_repeats"])) == (1, 4)
     assert "colour picture" in r["chosen_because"] and "grayscale" in digit["chosen_because"]
-    lib = library_bpd(models, photo, 0, name=photo_model, per_dimension=True, max_batch_size=256)
+    lib = library_bpd(models, photo, 0, name=photo_model, num_repeats=1, bits_map=True)
     assert r["bpd"] == lib.bpd.item() and r["stderr"] == lib.stderr.item()  # the standard error over the 24 patches
     assert (r["num_patches"], r["pixels_scored"]) == (24, 96 * 64)
     assert r["transform"].startswith("RGB 100×70") and "4×6 patches of 16×16" in r["transform"]
@@ -309,7 +317,8 @@ def test_light_background_note_and_invert(client, models, tmp_path):
     _, _, note, _, _, raw = client.predict([handle_file(str(tmp_path / "seven.png"))], "tiny-digits", 0, 1, True,
                                            api_name="/bits_per_dim")
     assert "light background" not in note and "inverted" in raw[0]["transform"]
-    assert raw[0]["bpd"] == library_bpd(models, tmp_path / "seven.png", 0, invert=True, **EXACT_MAP).bpd.item()
+    assert raw[0]["bpd"] == library_bpd(models, tmp_path / "seven.png", 0, num_repeats=1, invert=True,
+                                        **EXACT_MAP).bpd.item()
 
 
 def test_concurrent_requests_run_at_once(models, png, monkeypatch):

@@ -16,7 +16,7 @@ from scorezoo.demo.compute import (DemoContext, DemoSettings, ModelEntry, Pipeli
                                    score_file, solver_for, takes_colour)
 from tests.helpers import tiny_unet_pipeline
 
-FAST_ODE = {"method": "euler", "options": {"step_size": 0.1}}
+FAST_ODE = {"method": "euler", "step_size": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -26,41 +26,48 @@ def digits() -> ScorePipeline:
 
 def test_solver_is_the_calibrated_schedule_when_there_is_one(digits):
     solver = solver_for(digits, DemoSettings())
-    assert solver.kwargs == {"schedule": "calibrated"}
-    assert "calibrated schedule" in solver.text and f"{digits.likelihood_schedule.nfe} score evaluations" in solver.text
+    assert solver.schedule is digits.likelihood_schedule
+    assert "calibrated schedule" in solver.describe() and f"{digits.likelihood_schedule.nfe} score evaluations" in \
+        solver.describe()
     adaptive = solver_for(digits, DemoSettings(use_schedule=False, tol=3e-4))
-    assert adaptive.kwargs == {"rtol": 3e-4, "atol": 3e-4} and "schedule switched off" in adaptive.text
+    assert (adaptive.method, adaptive.rtol, adaptive.atol, adaptive.schedule) == ("dopri5", 3e-4, 3e-4, None)
     untrained = solver_for(tiny_unet_pipeline(), DemoSettings())
-    assert untrained.kwargs == {"rtol": 1e-4, "atol": 1e-4} and "no calibrated schedule" in untrained.text
+    assert (untrained.rtol, untrained.atol) == (1e-4, 1e-4)
     given = solver_for(digits, DemoSettings(ode_kwargs=FAST_ODE))
-    assert given.kwargs == FAST_ODE and given.text == "euler, step 0.1"
+    assert (given.method, given.step_size) == ("euler", 0.1) and given.describe() == "euler, fixed step 0.1"
     with pytest.raises(ValueError, match=r"not \['divergence'\]"):
         solver_for(digits, DemoSettings(ode_kwargs={"divergence": "exact", "rtol": 1e-3}))
 
 
 def test_a_digit_on_the_schedule_is_the_librarys_number(digits, tmp_path):
-    # the app's default for vp-mle-digits: its schedule (44 evaluations), 4 draws; without the map, Hutchinson's
-    # divergence: the same floats as the library's call
+    """The app's default for vp-mle-digits: its schedule (44 evaluations), 4 draws, the exact divergence (the plan's
+    auto rule for 64 dimensions on fixed steps), the draws of a picture scored alone: the same floats as the
+    library's call with that plan and generators."""
+    from scorezoo.scoring import ScoringPlan, draw_generators
+
     levels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
     Image.fromarray(levels).save(tmp_path / "d.png")
     score = score_file(digits, tmp_path / "d.png", seed=1, settings=DemoSettings(), bits_map=False)
-    lib = digits.bits_per_dim(str(tmp_path / "d.png"), num_repeats=4, generator=torch.Generator().manual_seed(1),
-                              schedule="calibrated")
+    plan = ScoringPlan.create(digits, num_repeats=4, max_batch_size=256)
+    lib = digits.bits_per_dim(str(tmp_path / "d.png"), plan=plan, generator=draw_generators(1, [0], 4))
     assert (score.bpd, score.stderr, score.nfe) == (lib.bpd.item(), lib.stderr.item(), digits.likelihood_schedule.nfe)
-    assert score.num_repeats == 4 and score.bits_map is None and score.divergence == "hutchinson"
+    assert score.num_repeats == 4 and score.bits_map is None and score.divergence == "exact"
+    assert score.plan == plan.to_dict()
     # the path at the schedule's steps, from 0 at eps
     assert torch.equal(score.times, lib.times) and (score.bpd_path[0] == 0).all()
 
 
 def test_variational_dequantization_is_the_librarys_and_refused_without_a_dequantizer(digits, tmp_path):
-    # vp-mle-digits ships a trained dequantizer: the app's variational number is the library's for the same call
+    # vp-mle-digits ships a trained dequantizer: the app's variational number is the library's for the same plan
+    from scorezoo.scoring import ScoringPlan, draw_generators
+
     levels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
     Image.fromarray(levels).save(tmp_path / "d.png")
     score = score_file(digits, tmp_path / "d.png", seed=1, settings=DemoSettings(), bits_map=False,
                        dequantization="variational")
-    lib = digits.bits_per_dim(str(tmp_path / "d.png"), num_repeats=4, generator=torch.Generator().manual_seed(1),
-                              schedule="calibrated", dequantization="variational")
-    assert score.bpd == lib.bpd.item() and "dequantization='variational'" in score.call
+    plan = ScoringPlan.create(digits, num_repeats=4, dequantization="variational")
+    lib = digits.bits_per_dim(str(tmp_path / "d.png"), plan=plan, generator=draw_generators(1, [0], 4))
+    assert score.bpd == lib.bpd.item() and score.plan["dequantization"] == "variational"
     with pytest.raises(ValueError, match="dequantizer"):
         score_file(tiny_unet_pipeline(), tmp_path / "d.png", seed=1, settings=DemoSettings(ode_kwargs=FAST_ODE),
                    bits_map=False, dequantization="variational")
