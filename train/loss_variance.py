@@ -28,12 +28,13 @@ from scorezoo.training import build_and_check_network, load_config, load_data
 
 @torch.no_grad()
 def estimator_stats(model: ScoreModel, data, weighting: str, eps: float, num_samples: int, seed: int,
-                    batch: int = 256) -> dict:
-    """Mean, variance and standard error of ``num_samples`` one-sample loss estimates (nats/image)."""
+                    max_batch_size: int = 256) -> dict:
+    """Mean, variance and standard error of ``num_samples`` one-sample loss estimates (nats/image), drawn
+    ``max_batch_size`` at a time."""
     g = torch.Generator().manual_seed(seed)
     vals = []
-    for start in range(0, num_samples, batch):
-        b = min(batch, num_samples - start)
+    for start in range(0, num_samples, max_batch_size):
+        b = min(max_batch_size, num_samples - start)
         idx = torch.randint(0, len(data.train), (b,), generator=g)
         x0 = uniform_dequantize(data.train[idx], num_levels=data.num_levels, data_range=data.data_range, generator=g)
         vals.append(dsm_loss(model, x0, weighting=weighting, eps=eps, generator=g).double())

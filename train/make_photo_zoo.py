@@ -8,7 +8,8 @@ From the run's ``pipeline/`` (EMA weights), ``config.yaml``, ``results.json`` an
    training command;
 2. calibrates its fast-likelihood schedule on 64 training patches (target 0.005 bits/dim on the mean: a photo's
    bits/dim is the mean over its patches);
-3. scores the held-out tiles (ODE with dopri5 at 1e-5 and the bound, :func:`scorezoo.training.evaluation.evaluate`);
+3. scores the held-out tiles (ODE with dopri5 at 1e-5 and the bound,
+   :func:`scorezoo.training.evaluation.held_out_likelihood`);
 4. scores each held-out photo whole, at its own resolution, tile by tile on the schedule, next to PNG, WebP and JPEG XL
    lossless of the same pixels, and times a 512 × 512 photo;
 5. draws 64 samples for the card's grid, and writes the card (training data and licences, budget, results).
@@ -35,7 +36,8 @@ from scorezoo.datasets import PHOTOS, load_dataset, photo_path
 from scorezoo.display import image_grid
 from scorezoo.dequantization import load_dequantizer
 from scorezoo.training.cards import dequantizer_run_section, render_card
-from scorezoo.training.evaluation import evaluate
+from scorezoo.training.config import DEFAULTS
+from scorezoo.training.evaluation import held_out_likelihood
 from scorezoo.training.export import calibration_points
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +109,8 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     run, out = Path(args.run), Path(args.out)
-    cfg = {**yaml.safe_load((run / "config.yaml").read_text()),
+    # the defaults first: a run older than a config key (eval_batch_size) evaluates with its default
+    cfg = {**DEFAULTS, **yaml.safe_load((run / "config.yaml").read_text()),
            **{k: v for k, v in yaml.safe_load((REPO / "train" / "configs" / f"{NAME}.yaml").read_text()).items()
               if k == "card"}}
     results = json.loads((run / "results.json").read_text())
@@ -125,7 +128,7 @@ def main(argv=None) -> None:
 
     data = load_dataset("photo_patches", options=cfg["dataset_options"])
     t0 = time.perf_counter()
-    ev = evaluate(pipe, cfg, data, None, num_repeats=1)
+    ev = held_out_likelihood(pipe, cfg, data, None, num_repeats=1)
     print(f"held-out tiles: ODE {ev['ode']:.4f} ± {ev['ode_stderr']:.4f}, bound {ev['bound']:.4f} ± "
           f"{ev['bound_stderr']:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     results["eval"] = {k: v for k, v in ev.items() if not k.startswith("per_item")}

@@ -21,8 +21,7 @@ def load_data(cfg: dict) -> TrainingData:
     """Load the configured data set (``dataset``, ``data_dir``, ``data_shape``, ``num_levels``, ``dataset_options``).
 
     Raises:
-        ConfigError: unknown, missing or unreadable data; ``random_flip`` on data that are not images; a batch
-            larger than the training split.
+        ConfigError: unknown, missing or unreadable data; ``random_flip`` on data that are not images.
     """
     try:
         data = load_dataset(cfg["dataset"], data_dir=cfg["data_dir"], data_shape=cfg["data_shape"],
@@ -32,8 +31,6 @@ def load_data(cfg: dict) -> TrainingData:
         raise ConfigError(f"dataset {cfg['dataset']!r}: {e}") from None
     if cfg["random_flip"] and len(data.data_shape) != 3:
         raise ConfigError(f"random_flip flips images; the {cfg['dataset']} data have shape {data.data_shape}.")
-    if len(data.train) < cfg["batch_size"]:
-        raise ConfigError(f"batch_size {cfg['batch_size']} exceeds the {len(data.train)} training items.")
     return data
 
 

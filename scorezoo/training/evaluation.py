@@ -14,8 +14,8 @@ import torch
 from ..datasets import TrainingData
 from ..pipeline import ScorePipeline
 
-__all__ = ["evaluate", "uniform_bits_per_dim", "format_evaluation", "estimate_eval_seconds", "density_on_grid",
-           "TYPICAL_ODE_NFE"]
+__all__ = ["held_out_likelihood", "uniform_bits_per_dim", "format_evaluation", "estimate_eval_seconds",
+           "density_on_grid", "TYPICAL_ODE_NFE"]
 
 #: network evaluations of one adaptive dopri5 solve at rtol = atol = 1e-5 (vp-mle-digits: 452 on 32 held-out digits,
 #: benchmarks/results/likelihood.md), used only to say roughly how long an evaluation will take
@@ -36,8 +36,8 @@ def uniform_bits_per_dim(num_levels: int) -> float:
     return math.log2(num_levels)
 
 
-def evaluate(pipe: ScorePipeline, cfg: dict, data: TrainingData, num_samples: int | None,
-             num_repeats: int = 1) -> dict:
+def held_out_likelihood(pipe: ScorePipeline, cfg: dict, data: TrainingData, num_samples: int | None,
+                        num_repeats: int = 1) -> dict:
     """Held-out ODE and bound scores of ``pipe`` on ``num_samples`` held-out items spread over the split (all if
     None; :meth:`~scorezoo.datasets.TrainingData.eval_subset`).
 
@@ -83,7 +83,8 @@ def evaluate(pipe: ScorePipeline, cfg: dict, data: TrainingData, num_samples: in
 
 
 def format_evaluation(res: dict) -> str:
-    """One line of an :func:`evaluate` result, with the uniform reference ``log2(K)`` as its scale (integer data)."""
+    """One line of a :func:`held_out_likelihood` result, with the uniform reference ``log2(K)`` as its scale (integer
+    data)."""
     line = (f"held-out {res['unit']} ({res['num_eval']} items, EMA weights): ODE {res['ode']:.4f} ± "
             f"{res['ode_stderr']:.4f}, bound {res['bound']:.4f} ± {res['bound_stderr']:.4f}")
     if res.get("uniform_bpd") is not None:
@@ -100,15 +101,17 @@ def _seconds(fn, repeats: int = 2) -> float:
 
 
 def estimate_eval_seconds(pipe: ScorePipeline, cfg: dict, num_items: int, num_repeats: int = 1) -> float:
-    """Roughly how many seconds :func:`evaluate` will take on this machine: an order of magnitude, not a promise.
+    """Roughly how many seconds :func:`held_out_likelihood` will take on this machine: an order of magnitude, not a
+    promise.
 
     Times one network evaluation with a vector-Jacobian product (an ODE step) and one without (a bound time point)
-    at the solve's batch size, then assumes :data:`TYPICAL_ODE_NFE` evaluations per adaptive ODE solve (times the
-    dimension for the exact divergence of continuous data) and ``bound_num_time_points`` per item for the bound.
+    at the solve's batch size (at most ``eval_batch_size`` items), then assumes :data:`TYPICAL_ODE_NFE` evaluations
+    per adaptive ODE solve (times the dimension for the exact divergence of continuous data) and
+    ``bound_num_time_points`` per item for the bound.
     The adaptive solver's real count depends on the model and can be several times larger or smaller.
     """
     items = num_items * num_repeats
-    batch = min(items, 64)
+    batch = min(items, int(cfg["eval_batch_size"]))
     dim = math.prod(pipe.data_shape)
     x = torch.randn(batch, *pipe.data_shape, device=pipe.device, dtype=pipe.dtype)
     t = torch.full((batch,), 0.5, device=pipe.device, dtype=pipe.dtype)
@@ -129,14 +132,14 @@ def estimate_eval_seconds(pipe: ScorePipeline, cfg: dict, num_items: int, num_re
     return ode + bound
 
 
-def density_on_grid(pipe: ScorePipeline, half_width: float = 3.0, n: int = 200, batch: int = 10_000,
+def density_on_grid(pipe: ScorePipeline, half_width: float = 3.0, n: int = 200, max_batch_size: int = 10_000,
                     rtol: float = 1e-5, atol: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The density of a 2-D model at the centres of an ``n x n`` grid on ``[-L, L]^2``, and its integral.
 
     The density is ``exp(log p_eps(x))`` from the probability-flow ODE with the exact divergence (cheap in 2-D);
     the integral is the midpoint rule ``sum p(x_ij) h^2``, ``h = 2L/n``. A density pushed through an ODE flow
     integrates to 1 exactly, so the distance to 1 measures the solver's error plus the mass outside the box and
-    the rule's error.
+    the rule's error. ``max_batch_size`` grid points are solved at once.
 
     Returns:
         ``(centres (n*n, 2), density (n*n,) float64, integral)``.
@@ -151,6 +154,6 @@ def density_on_grid(pipe: ScorePipeline, half_width: float = 3.0, n: int = 200, 
     xx, yy = torch.meshgrid(c, c, indexing="xy")
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
     logp = torch.cat([pipe.log_likelihood(b, divergence="exact", rtol=rtol, atol=atol).logp.double()
-                      for b in pts.split(batch)])
+                      for b in pts.split(max_batch_size)])
     dens = logp.exp()
     return pts, dens, float(dens.sum() * h * h)

@@ -20,7 +20,7 @@ from ..pipeline import ScorePipeline
 from ..sde import get_sde
 from .cards import render_card
 
-__all__ = ["make_pipeline", "export_run", "calibration_points", "calibrate", "NUM_CALIBRATION_POINTS"]
+__all__ = ["make_pipeline", "export_run", "write_results", "calibration_points", "calibrate", "NUM_CALIBRATION_POINTS"]
 
 #: training points the likelihood schedule of a zoo model is calibrated on
 NUM_CALIBRATION_POINTS = 64
@@ -36,6 +36,11 @@ def make_pipeline(net: torch.nn.Module, cfg: dict, data: TrainingData, extra: di
                          parameterization=cfg["parameterization"], extra_config=extra)
 
 
+def write_results(output_dir: str | Path, results: dict) -> None:
+    """Write ``results`` as ``output_dir/results.json`` (what the zoo scripts read of a finished run)."""
+    (Path(output_dir) / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+
+
 def export_run(pipe: ScorePipeline, results: dict, cfg: dict, output_dir: str | Path) -> str:
     """Write ``results.json``, the pipeline folder ``pipeline/`` and its card ``pipeline/README.md`` into
     ``output_dir``; push to the Hub when ``cfg["push_to_hub"]`` (repository ``hub_model_id`` or
@@ -45,7 +50,7 @@ def export_run(pipe: ScorePipeline, results: dict, cfg: dict, output_dir: str | 
         The card's text.
     """
     output_dir = Path(output_dir)
-    (output_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_results(output_dir, results)
     export = output_dir / "pipeline"
     pipe.save_pretrained(export)
     card = render_card(results, cfg)

@@ -1,14 +1,15 @@
-"""The training loop: denoising score matching with the MLE paper's weightings, with accelerate.
+"""The training runner: one accelerate loop for every task (a score model, a dequantizer), with exact resume.
 
-:func:`train` trains with :func:`scorezoo.losses.dsm_loss` (Song, Durkan, Murray & Ermon 2021, eq. 7; weighting
-``score``, ``likelihood`` or ``likelihood-is``), Adam with linear warm-up, gradient clipping, an EMA of the weights,
-mixed precision, gradient accumulation and data parallelism; checkpoints with ``accelerator.save_state`` and
-resumes exactly (the batches are functions of the step, :mod:`scorezoo.training.data`); evaluates the held-out
-split now and then (:mod:`scorezoo.training.evaluation`) and exports at the end (:mod:`scorezoo.training.export`).
+:func:`train` makes the config's task (:mod:`scorezoo.training.task`: what is trained, its loss per micro-batch, its
+held-out check and its export) and does the rest once: accelerate (processes, mixed precision, gradient
+accumulation), Adam with linear warm-up, gradient clipping, an EMA of the weights, checkpoints with
+``accelerator.save_state`` written atomically, exact resume (the batches are functions of (seed, step),
+:mod:`scorezoo.training.data`), the ``max_train_minutes`` limit, ``log.jsonl``, the progress bar and the thread count.
 
 Run folder ``output_dir``: ``config.yaml``, ``log.jsonl`` (one JSON record per logged step), ``checkpoints/``,
-``results.json`` and ``pipeline/``. A folder that already holds a run is only continued
-(``resume_from_checkpoint``) or started afresh on request (``overwrite``), never mixed with a new run.
+``results.json`` and the task's export (``pipeline/``; a dequantizer also ``dequantizer/``). A folder that already
+holds a run is only continued (``resume_from_checkpoint``) or started afresh on request (``overwrite``), never mixed
+with a new run.
 """
 
 from __future__ import annotations
@@ -24,36 +25,16 @@ from pathlib import Path
 
 import torch
 
-from ..losses import dsm_loss, sample_time
-from ..models import ScoreModel
-from ..pipeline import ScorePipeline
-from ..sde import get_sde
-from .config import ConfigError, require_train_extra
-from .data import TrainState, load_data, make_batch
-from .evaluation import estimate_eval_seconds, evaluate, format_evaluation
-from .export import export_run, make_pipeline
-from .network import build_and_check_network
 from ..utils import torch_threads
+from .config import ConfigError, require_train_extra
+from .data import TrainState
+from .task import make_task
 
-__all__ = ["train", "DSMObjective", "list_checkpoints", "resolve_checkpoint", "save_checkpoint", "existing_run",
-           "clear_run", "launched_by_accelerate", "describe_setup", "RUN_OUTPUTS"]
+__all__ = ["train", "list_checkpoints", "resolve_checkpoint", "save_checkpoint", "existing_run", "clear_run",
+           "launched_by_accelerate", "describe_setup", "RUN_OUTPUTS"]
 
-#: what a run writes into its output_dir (and ``overwrite`` deletes)
-RUN_OUTPUTS = ("checkpoints", "log.jsonl", "results.json", "pipeline", "config.yaml")
-
-
-class DSMObjective(torch.nn.Module):
-    """The per-sample loss as a module, so that accelerate's DDP wrapper sees the whole forward pass.
-
-    ``forward(x0 (B, *S), t (B,), z (B, *S)) -> (B,)`` nats per sample (:func:`scorezoo.losses.dsm_loss`).
-    """
-
-    def __init__(self, model: ScoreModel, weighting: str, eps: float):
-        super().__init__()
-        self.model, self.weighting, self.eps = model, weighting, eps
-
-    def forward(self, x0: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return dsm_loss(self.model, x0, weighting=self.weighting, eps=self.eps, t=t, z=z)
+#: what the runner writes into every run's output_dir (``overwrite`` deletes these and the task's export)
+RUN_OUTPUTS = ("checkpoints", "log.jsonl", "results.json", "config.yaml")
 
 
 # -- the run folder ---------------------------------------------------------------------------------------------
@@ -96,10 +77,11 @@ def existing_run(output_dir: str | Path) -> str | None:
     return ", ".join(found) or None
 
 
-def clear_run(output_dir: str | Path) -> None:
-    """Delete what a run wrote into ``output_dir`` (:data:`RUN_OUTPUTS`); anything else there is kept."""
+def clear_run(output_dir: str | Path, outputs: tuple[str, ...] = ("pipeline",)) -> None:
+    """Delete what a run wrote into ``output_dir``: :data:`RUN_OUTPUTS` and its task's export ``outputs``
+    (``pipeline``; a dequantizer's ``dequantizer`` and ``pipeline``). Anything else there is kept."""
     out = Path(output_dir)
-    for name in RUN_OUTPUTS:
+    for name in RUN_OUTPUTS + tuple(outputs):
         p = out / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -158,24 +140,20 @@ def describe_setup(num_processes: int, device: str, mixed_precision: str, batch_
     return line
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
 # -- training ---------------------------------------------------------------------------------------------------
 def train(cfg: dict, command: str | None = None) -> dict:
     """Run the training described by a checked config (:func:`scorezoo.training.config.load_config`).
 
     Args:
-        cfg: the config (every key of :data:`scorezoo.training.config.DEFAULTS`).
-        command: the command line that started the run, recorded in ``results.json`` and the pipeline's config.
+        cfg: the config (every key of its task, :func:`scorezoo.training.config.defaults`).
+        command: the command line that started the run, recorded in ``results.json`` and the export's config.
 
     Returns:
         The results dict written to ``results.json`` (on the main process; ``{}`` on the others), with ``eval``
-        (:func:`scorezoo.training.evaluation.evaluate`) when ``final_eval``.
+        (the task's final evaluation) when ``final_eval``.
 
     Raises:
-        ConfigError: bad data or network, or an output_dir that holds a run while neither
+        ConfigError: bad data, network or frozen model, or an output_dir that holds a run while neither
             ``resume_from_checkpoint`` nor ``overwrite`` is given; all found before the first step.
         MissingExtraError: accelerate or pyyaml is not installed (``pip install 'scorezoo[train]'``).
     """
@@ -198,10 +176,12 @@ def _train(cfg: dict, command: str | None) -> dict:
         raise ConfigError(f"{output_dir} already holds a run ({previous}): continue it with "
                           "--resume_from_checkpoint latest, or start afresh with --overwrite (deletes its "
                           "checkpoints, log, results and export).")
-    data = load_data(cfg)
-    set_seed(int(cfg["seed"]))  # network initialisation
-    net = build_and_check_network(cfg, data)
-    num_params = sum(p.numel() for p in net.parameters())
+    task = make_task(cfg)
+    if len(task.data.train) < cfg["batch_size"]:
+        raise ConfigError(f"batch_size {cfg['batch_size']} exceeds the {len(task.data.train)} training items.")
+    set_seed(int(cfg["seed"]))  # the initialisation of what is trained
+    objective = task.build()
+    num_params = sum(p.numel() for p in objective.network.parameters())
 
     # accelerate takes a multi-process launch without CUDA as data-parallel on CPU (gloo) only with cpu=True
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
@@ -214,29 +194,28 @@ def _train(cfg: dict, command: str | None) -> dict:
     if cfg["batch_size"] % (world * micro):
         raise ConfigError(f"batch_size {cfg['batch_size']} must be divisible by num_processes x "
                           f"gradient_accumulation_steps = {world} x {micro}.")
-    micro_bs = cfg["batch_size"] // (world * micro)
     launched = launched_by_accelerate()
-    accelerator.print(f"training {cfg['name'] or 'a model'} ({num_params:,} parameters) on {data.name}: "
+    accelerator.print(f"training {task.title} ({num_params:,} parameters) on {task.data.name}: "
                       + describe_setup(world, str(accelerator.device), accelerator.mixed_precision,
                                        cfg["batch_size"], micro, launched))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and previous and cfg["overwrite"]:
-        clear_run(output_dir)
+        clear_run(output_dir, task.outputs)
         accelerator.print(f"--overwrite: deleted the previous run in {output_dir} ({previous})")
     accelerator.wait_for_everyone()
 
-    sde = get_sde(cfg["sde"])
-    model = ScoreModel(net, sde, cfg["parameterization"])
-    ema = EMAModel(net.parameters(), decay=float(cfg["ema_decay"]), use_ema_warmup=False)
-    optimizer = torch.optim.Adam(net.parameters(), lr=float(cfg["learning_rate"]), betas=tuple(cfg["adam_betas"]),
-                                 eps=float(cfg["adam_eps"]), weight_decay=float(cfg["weight_decay"]))
+    task.to(accelerator.device)
+    network = objective.network
+    ema = EMAModel(network.parameters(), decay=float(cfg["ema_decay"]), use_ema_warmup=False)
+    optimizer = torch.optim.Adam(network.parameters(), lr=float(cfg["learning_rate"]),
+                                 betas=tuple(cfg["adam_betas"]), eps=float(cfg["adam_eps"]),
+                                 weight_decay=float(cfg["weight_decay"]))
     scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=int(cfg["warmup_steps"]))
-    state = TrainState(cfg["seed"], len(data.train), cfg["batch_size"])
-    objective = DSMObjective(model, cfg["weighting"], float(cfg["eps"]))
+    state = TrainState(cfg["seed"], len(task.data.train), cfg["batch_size"])
     objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
     ema.to(accelerator.device)  # the average lives beside the weights it follows
     accelerator.register_for_checkpointing(ema, state)
-    raw_model: ScoreModel = accelerator.unwrap_model(objective).model
+    network = accelerator.unwrap_model(objective).network
 
     log_path = output_dir / "log.jsonl"
     ckpt = resolve_checkpoint(cfg["resume_from_checkpoint"], output_dir)
@@ -254,11 +233,14 @@ def _train(cfg: dict, command: str | None) -> dict:
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def ema_pipeline(extra: dict | None = None) -> ScorePipeline:
-        net_copy = copy.deepcopy(raw_model.network).float()
-        ema.copy_to(net_copy.parameters())
-        return make_pipeline(net_copy.eval(), cfg, data, extra)
+    def ema_network() -> torch.nn.Module:
+        """A copy of what is trained, with the EMA weights, in float32, in eval mode."""
+        copied = copy.deepcopy(network).float()
+        ema.copy_to(copied.parameters())
+        return copied.eval()
 
+    # this process's parts of the global batch: one per accumulation step, the processes side by side
+    parts = [m * world + rank for m in range(micro)]
     bar = tqdm(total=cfg["max_train_steps"], initial=state.step, disable=not (accelerator.is_local_main_process
                                                                                and cfg["progress_bar"]))
     t_start, steps_done, running = time.time(), 0, []
@@ -266,43 +248,36 @@ def _train(cfg: dict, command: str | None) -> dict:
     stopped_early = False
     objective.train()
     while state.step < cfg["max_train_steps"]:
-        step = state.step
-        x, g = make_batch(data, state, step, cfg["dequantize"], cfg["random_flip"])
-        # draw the whole global batch's times and noises, then slice: independent of world size
-        t_all, _ = sample_time(sde, len(x), weighting=cfg["weighting"], eps=float(cfg["eps"]), generator=g)
-        z_all = torch.randn(x.shape, generator=g)
+        inputs = task.micro_batches(state, state.step, parts, world * micro)
         loss_total = torch.zeros((), device=accelerator.device)
-        for m in range(micro):
-            lo = (m * world + rank) * micro_bs
-            sl = slice(lo, lo + micro_bs)
-            xb, tb, zb = (v[sl].to(accelerator.device) for v in (x, t_all, z_all))
+        for m, args in enumerate(inputs):
+            args = tuple(a.to(accelerator.device) if isinstance(a, torch.Tensor) else a for a in args)
             sync = accelerator.no_sync(objective) if m < micro - 1 else contextlib.nullcontext()
             with sync:
                 with accelerator.autocast():
-                    loss = objective(xb, tb, zb).mean() / micro
+                    loss = objective(*args).mean() / micro
                 accelerator.backward(loss)
             loss_total += loss.detach().float()
         grad_norm = accelerator.clip_grad_norm_(objective.parameters(), float(cfg["max_grad_norm"]))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        ema.step(raw_model.network.parameters())
+        ema.step(network.parameters())
         state.step += 1
         steps_done += 1
         running.append(accelerator.reduce(loss_total, reduction="mean").item())  # the global batch's mean
         bar.update(1)
         if state.step % cfg["log_every"] == 0 or state.step == cfg["max_train_steps"]:
             rate = steps_done / (time.time() - t_start)
-            rec = {"step": state.step, "epoch": state.epoch, "loss": sum(running) / len(running),
+            rec = {"step": state.step, "epoch": state.epoch, task.loss_key: sum(running) / len(running),
                    "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "steps_per_s": rate}
             running = []
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", ep=state.epoch)
+            bar.set_postfix(loss=f"{rec[task.loss_key]:.4g}", ep=state.epoch)
             log(rec)
         if cfg["eval_steps"] and state.step % cfg["eval_steps"] == 0 and state.step < cfg["max_train_steps"]:
             if accelerator.is_main_process:
-                res = evaluate(ema_pipeline(), cfg, data, cfg["eval_num_samples"])
-                summary = {k: res[k] for k in ("ode", "ode_stderr", "bound", "bound_stderr", "unit", "num_eval")}
-                bar.write(f"step {state.step}: {format_evaluation(res)}")
+                summary, line = task.periodic_evaluation(ema_network())
+                bar.write(f"step {state.step}: {line}")
                 log({"step": state.step, "eval": summary})
             accelerator.wait_for_everyone()
         if deadline is not None and state.step < cfg["max_train_steps"]:
@@ -313,43 +288,19 @@ def _train(cfg: dict, command: str | None) -> dict:
             save_checkpoint(accelerator, output_dir, state.step, int(cfg["checkpoints_total_limit"]))
         if stopped_early:
             accelerator.print(f"max_train_minutes ({cfg['max_train_minutes']}) reached at step {state.step}: "
-                              f"checkpointed; continue with --resume_from_checkpoint latest")
+                              "checkpointed; continue with the same command and --resume_from_checkpoint latest")
             break
     bar.close()
     elapsed = time.time() - t_start
 
     results: dict = {}
     if accelerator.is_main_process:
-        extra = {"dataset": data.name, "weighting": cfg["weighting"], "training_command": command or "",
-                 "training_steps": state.step, "batch_size": cfg["batch_size"], "seed": cfg["seed"]}
-        if cfg["name"]:
-            extra = {"name": cfg["name"], **extra}
-        if cfg["dataset_options"]:
-            extra["dataset_options"] = cfg["dataset_options"]
-        if data.name in ("photo_patches", "photo_folder"):
-            # a model of patches scores a larger photo tile by tile at its own resolution, not resized
-            extra["tile_larger_images"] = True
-        pipe = ema_pipeline(extra)
-        results = {"name": cfg["name"], "dataset": data.name, "sde": sde.name, "weighting": cfg["weighting"],
-                   "parameters": num_params, "max_train_steps": cfg["max_train_steps"], "trained_steps": state.step,
+        results = {"dataset": task.data.name, "eval_split": task.data.eval_split, "parameters": num_params,
+                   "max_train_steps": cfg["max_train_steps"], "trained_steps": state.step,
                    "batch_size": cfg["batch_size"], "num_processes": world,
-                   "launcher": "accelerate launch" if launched else "python", "eval_split": data.eval_split,
-                   "command": command or "",
-                   "data_shape": list(data.data_shape), "num_levels": data.num_levels,
+                   "launcher": "accelerate launch" if launched else "python", "command": command or "",
                    "steps_per_s_last_session": steps_done / elapsed if elapsed > 0 else None}
-        if cfg["final_eval"]:
-            n, r = len(data.eval), cfg["final_eval_num_repeats"]
-            what = (f"ODE and bound {'bits/dim' if data.num_levels else 'NLL'} of all {n} held-out items"
-                    + (f" x {r} dequantization draw(s)" if data.num_levels else ""))
-            guess = estimate_eval_seconds(pipe, cfg, n, r if data.num_levels else 1)
-            accelerator.print(f"final evaluation: {what} with the EMA weights, roughly {_duration(guess)} here "
-                              f"(final_eval: false skips it)", flush=True)
-            t_eval = time.time()
-            res = evaluate(pipe, cfg, data, None, num_repeats=r)
-            results["eval"] = res
-            log({"step": state.step, "final_eval": {k: v for k, v in res.items() if not k.startswith("per_item")}})
-            accelerator.print(f"final {format_evaluation(res)}; took {_duration(time.time() - t_eval)}")
-        export_run(pipe, results, cfg, output_dir)
+        results = task.finish(ema_network(), results, output_dir, log)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results

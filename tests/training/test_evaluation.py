@@ -33,10 +33,12 @@ def test_the_line_puts_the_uniform_reference_next_to_integer_data_only():
 
 def test_duration_estimate_counts_ode_steps_and_bound_points(monkeypatch):
     """With every timed network call taking 1 s: 64 items are one solve of TYPICAL_ODE_NFE steps plus
-    64 x T bound points at 64 per call; the exact divergence of continuous data costs D times the steps."""
+    64 x T bound points at 64 per call; the exact divergence of continuous data costs D times the steps. The solves
+    take eval_batch_size items each, as the evaluation's do."""
     monkeypatch.setattr(evaluation, "_seconds", lambda fn: 1.0)
-    cfg = {"bound_num_time_points": 10}
+    cfg = {"bound_num_time_points": 10, "eval_batch_size": 64}
     images = tiny_unet_pipeline()
     assert estimate_eval_seconds(images, cfg, 32, num_repeats=2) == TYPICAL_ODE_NFE + 10
     assert estimate_eval_seconds(images, cfg, 128, num_repeats=1) == 2 * (TYPICAL_ODE_NFE + 10)
+    assert estimate_eval_seconds(images, {**cfg, "eval_batch_size": 32}, 64) == 2 * (TYPICAL_ODE_NFE + 10)
     assert estimate_eval_seconds(tiny_mlp_pipeline(), cfg, 64) == 2 * TYPICAL_ODE_NFE + 10

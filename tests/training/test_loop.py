@@ -71,6 +71,19 @@ def test_sigkill_at_any_step_then_resume_latest_matches_a_straight_run(tmp_path)
     assert [r["step"] for r in read_log(run)] == list(range(1, 61))  # each step logged once
 
 
+def test_max_train_minutes_stops_with_a_checkpoint_and_the_run_continues_bit_exactly(tmp_path, capsys, one_thread):
+    results = train(load_config(None, tiny_config(tmp_path / "cut", max_train_minutes=1e-9)))  # > 60 ns a step
+    cut = tmp_path / "cut" / "run"
+    assert results["trained_steps"] == 1 and [p.name for p in (cut / "checkpoints").iterdir()] == ["checkpoint-1"]
+    assert (cut / "pipeline").is_dir()  # exported at the step reached
+    assert "reached at step 1: checkpointed; continue with the same command and --resume_from_checkpoint latest" \
+        in capsys.readouterr().out
+    train(load_config(None, tiny_config(tmp_path / "cut", max_train_steps=4, resume_from_checkpoint="latest")))
+    train(load_config(None, tiny_config(tmp_path / "straight", max_train_steps=4)))
+    for a, b in zip(final_weights(cut), final_weights(tmp_path / "straight" / "run")):
+        assert_same(a, b)
+
+
 def test_resume_with_another_batch_size_is_refused(tmp_path):
     cfg = tiny_config(tmp_path, max_train_steps=2)
     train(load_config(None, cfg))
