@@ -190,8 +190,8 @@ class ScoringPlan:
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
         if dequantization == "variational" and pipe.dequantizer is None:
-            raise ValueError("this model has no variational dequantizer: train one with python "
-                             "train/train_dequantizer.py --pretrained <model> (docs/dequantization.md), or use uniform "
+            raise ValueError("this model has no variational dequantizer: train one with python -m scorezoo.training "
+                             "--task dequantizer --pretrained <model> (docs/dequantization.md), or use uniform "
                              "dequantization.")
         tiles = pipe.tiles_larger_images and tile is not False or tile is True
         repeats = int(num_repeats) if num_repeats is not None else 1 if tiles else DEFAULT_REPEATS

@@ -58,5 +58,5 @@ def test_a_model_without_a_dequantizer_is_refused_in_one_line(folders, capsys):
     plain, _ = folders
     code, _, err = bpd(capsys, "--digits", "1", "--model", plain, "--dequantization", "variational", *FAST)
     assert code == 2
-    assert "has no variational dequantizer: train one with python train/train_dequantizer.py" in err
+    assert "has no variational dequantizer: train one with python -m scorezoo.training --task dequantizer" in err
     assert len(err.strip().splitlines()) == 1

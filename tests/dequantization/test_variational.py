@@ -130,8 +130,8 @@ def test_loading_refuses_other_classes_pickles_and_other_data(pipe_with_q, tmp_p
 def test_variational_is_refused_without_a_dequantizer_and_unknown_names_are_refused():
     pipe = tiny_unet_pipeline()
     levels = np.zeros((1, 8, 8), dtype=np.int64)
-    with pytest.raises(ValueError, match="no variational dequantizer: train one with python "
-                                         "train/train_dequantizer.py"):
+    with pytest.raises(ValueError, match="no variational dequantizer: train one with python -m scorezoo.training "
+                                         "--task dequantizer"):
         pipe.bits_per_dim(levels, dequantization="variational", estimator="bound", num_time_points=2)
     with pytest.raises(ValueError, match="dequantization must be one of"):
         pipe.bits_per_dim(levels, dequantization="flow")
