@@ -78,7 +78,8 @@ class ScorePipeline:
         likelihood_schedule: a fixed step schedule for fast likelihoods (:meth:`calibrate_likelihood_schedule`),
             a :class:`~scorezoo.likelihood.LikelihoodSchedule` or its dict; used with ``schedule="calibrated"``.
         dequantizer: a :class:`~scorezoo.dequantization.variational.VariationalDequantizer` trained for this model
-            (``python -m scorezoo.training --task dequantizer``), used by ``bits_per_dim(..., dequantization="variational")``.
+            (``python -m scorezoo.training --task dequantizer``), used by
+            ``bits_per_dim(..., dequantization="variational")``.
 
     Raises:
         ValueError: inconsistent arguments (a dequantizer for other data).
