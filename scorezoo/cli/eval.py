@@ -64,7 +64,7 @@ def _default_model(data: list[str]) -> tuple[str, str]:
     the photo model for the photos, and for picture files the model :func:`scorezoo.scoring.choose_model` picks for
     the first of them (by size and content)."""
     from .. import zoo
-    from ..evaluation.data import first_picture
+    from ..evaluation.specs import first_picture
     from ..scoring import choose_model
 
     if data == ["digits"]:

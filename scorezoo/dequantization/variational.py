@@ -218,9 +218,9 @@ class VariationalDequantizer(ModelMixin, ConfigMixin):
 
 @torch.no_grad()
 def sample_dequantization(dequantizer: "VariationalDequantizer", levels: torch.Tensor, v: torch.Tensor,
-                          max_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+                          network_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``u ~ q(u | k)`` from uniform draws: the dequantizer maps ``v: (N, R, *S)`` in [0, 1) of the levels
-    ``k = levels: (N, *S)`` to its noise, ``max_batch_size`` rows at a time.
+    ``k = levels: (N, *S)`` to its noise, ``network_batch_size`` rows at a time.
 
     Returns:
         ``(u (N, R, *S) in (0, 1), log q (N, R, *S))``: the noise and ``log q(u | k)`` per dimension in nats (float64,
@@ -230,7 +230,7 @@ def sample_dequantization(dequantizer: "VariationalDequantizer", levels: torch.T
     k = levels[:, None].expand(v.shape).flatten(0, 1)
     flat = v.flatten(0, 1)
     u, log_q = torch.empty_like(flat), torch.empty(flat.shape, dtype=torch.float64)
-    for sl in torch.arange(len(flat)).split(max_batch_size):
+    for sl in torch.arange(len(flat)).split(network_batch_size):
         ub, lb = dequantizer(k[sl].to(dev), flat[sl].to(dev, dt))
         u[sl], log_q[sl] = ub.to(u.device, u.dtype), lb.double().cpu()
     return u.view(v.shape), log_q.view(v.shape)

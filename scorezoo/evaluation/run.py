@@ -1,6 +1,6 @@
 """Bits/dim of a whole data set, on one process or many, resumable, with the same per-image numbers at any scale.
 
-The images (:mod:`scorezoo.evaluation.data`) are cut by index into fixed units of ``batch_size`` images (one
+The images (:mod:`scorezoo.evaluation.specs`) are cut by index into fixed units of ``batch_size`` images (one
 picture when tiled), and unit ``k`` is scored by process ``k mod N``. Three things make an image's numbers the same
 whatever the number of processes, the order of the work or a restart:
 
@@ -35,7 +35,7 @@ from typing import Sequence
 import torch
 
 from ..likelihood.ode import short_repr
-from .data import EvalData, load_eval_data
+from .specs import EvalData, load_eval_data
 from ..scoring import DEQUANTIZATIONS, DIVERGENCES, ESTIMATORS, ScoringPlan, draw_generators
 from .records import append_records, merge, read_records, repair, shard_path, shard_paths, summarize
 
@@ -278,7 +278,7 @@ def evaluate(
         model: a :class:`~scorezoo.pipeline.ScorePipeline`, or a name or folder for
             :meth:`~scorezoo.pipeline.ScorePipeline.from_pretrained` (loaded by every process).
         revision: the Hub revision of a named model.
-        data: a spec or several (:mod:`scorezoo.evaluation.data`): ``"digits"``, ``"photo-patches"``,
+        data: a spec or several (:mod:`scorezoo.evaluation.specs`): ``"digits"``, ``"photo-patches"``,
             ``"cifar10"``, ``"cifar10:ROOT"``, ``"photos"``, ``"photos:PATH"``, picture files, folders, ``"@LIST"``.
         split: the split of a data set that has several: CIFAR-10's ``"test"`` (default) or ``"train"``.
         plan: a :class:`~scorezoo.scoring.ScoringPlan` for the model (then ``estimator``, ``solver``, ``rtol``,

@@ -49,7 +49,8 @@ def likelihood_bound(
     num_time_points: int = 1000,
     num_decoder_samples: int = 16,
     generator: Generators = None,
-    max_batch_size: int = 4096,
+    network_batch_size: int = 4096,
+    max_batch_size: int | None = None,
 ) -> BoundResult:
     """Upper bound on ``-log p(x)`` for data ``x`` at time 0 (MLE paper, Thm. 3, denoising form).
 
@@ -74,7 +75,8 @@ def likelihood_bound(
         num_decoder_samples: draws of ``x_eps`` per sample for the decoder term.
         generator: source of the time points and noises: one generator, or a list of B, one per sample, each
             drawing its sample's time points and noises alone.
-        max_batch_size: at most this many (sample, time) pairs through the network at once.
+        network_batch_size: at most this many (sample, time) pairs through the network at once.
+        max_batch_size: its name in scorezoo 0.1 (still taken).
 
     Returns:
         :class:`BoundResult`, values ``(B,)`` in nats. When ``x`` requires grad (and grad mode is on), ``nll`` is
@@ -84,6 +86,7 @@ def likelihood_bound(
     Raises:
         ValueError: bad ``x``, ``eps`` outside (0, T), or ``num_time_points < 1``.
     """
+    network_batch_size = max_batch_size or network_batch_size
     check_batch(x)
     eps = sde.check_eps(eps)
     check_generator(generator, len(x))
@@ -109,7 +112,7 @@ def likelihood_bound(
     idx_all = torch.arange(b, device=dev).repeat_interleave(n)
     vals = torch.empty(b * n, dtype=torch.float64, device=dev)
     with torch.set_grad_enabled(grad):
-        for sl in torch.arange(b * n, device=dev).split(max_batch_size):
+        for sl in torch.arange(b * n, device=dev).split(network_batch_size):
             t, w, xi = t_all[sl].to(dt), w_all[sl].double(), x[idx_all[sl]]
             z = randn(xi.shape, generator=generator_rows(generator, idx_all[sl]), device=dev, dtype=dt)
             xt = sde.perturb(xi, t, z)
@@ -131,7 +134,7 @@ def likelihood_bound(
                   dtype=dt)
         te = torch.full((b * m,), eps, dtype=dt, device=dev)
         x_eps = a_eps * xr + s_eps * z
-        s = torch.cat([score_fn(x_eps[sl], te[sl]) for sl in torch.arange(b * m, device=dev).split(max_batch_size)])
+        s = torch.cat([score_fn(x_eps[sl], te[sl]) for sl in torch.arange(b * m, device=dev).split(network_batch_size)])
         mean = sde.tweedie_denoise(x_eps, te, s)
         var = (s_eps / a_eps) ** 2
         nll_dec = 0.5 * d * math.log(2 * math.pi * var) + (xr - mean).flatten(1).pow(2).sum(1).double() / (2 * var)

@@ -15,12 +15,12 @@ import torch
 
 from ..utils import Generators, ScoreFn, randint, randn
 
-__all__ = ["divergence_fn", "draw_probes", "check_divergence", "DIVERGENCES", "PROBES", "DEFAULT_MAX_BATCH_SIZE"]
+__all__ = ["divergence_fn", "draw_probes", "check_divergence", "DIVERGENCES", "PROBES", "DEFAULT_NETWORK_BATCH_SIZE"]
 
 DIVERGENCES = ("hutchinson", "exact")
 PROBES = ("rademacher", "gaussian")
 #: samples through the network at once in the exact divergence's replicated batch, unless told otherwise
-DEFAULT_MAX_BATCH_SIZE = 1024
+DEFAULT_NETWORK_BATCH_SIZE = 1024
 
 
 def check_divergence(divergence: str, probe: str | None, num_probes: int | None) -> tuple[str, int]:
@@ -70,8 +70,9 @@ def divergence_fn(
     t: torch.Tensor,
     *,
     probes: torch.Tensor | None = None,
-    max_batch_size: int | None = None,
+    network_batch_size: int | None = None,
     reduce: bool = True,
+    max_batch_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The score and its divergence ``div_x s(x, t)`` per sample.
 
@@ -85,10 +86,11 @@ def divergence_fn(
         score_fn: ``(B, *S), (B,) -> (B, *S)``.
         x: ``(B, *S)``; t: ``(B,)``.
         probes: Hutchinson probes, or ``None`` for the exact divergence.
-        max_batch_size: exact divergence only: at most this many samples (``k * B``) through the network at once
-            (default :data:`DEFAULT_MAX_BATCH_SIZE`; at least one replica of the batch).
+        network_batch_size: exact divergence only: at most this many samples (``k * B``) through the network at
+            once (default :data:`DEFAULT_NETWORK_BATCH_SIZE`; at least one replica of the batch).
         reduce: ``False`` returns the per-dimension terms ``(B, *S)`` that sum to the divergence: the Jacobian's
             diagonal (exact) or ``mean_p v_p * (v_p^T ds/dx)`` (Hutchinson; an unbiased estimate of the diagonal).
+        max_batch_size: the name of ``network_batch_size`` in scorezoo 0.1 (still taken).
 
     Returns:
         ``(score (B, *S), divergence (B,) or its terms (B, *S))``, both detached.
@@ -104,8 +106,9 @@ def divergence_fn(
         terms = terms.detach() / len(probes)
         return s.detach(), terms if not reduce else terms.flatten(1).sum(1)
 
+    network_batch_size = max_batch_size or network_batch_size
     b, d = x.shape[0], x[0].numel()
-    chunk = max(1, min(d, int(max_batch_size or DEFAULT_MAX_BATCH_SIZE) // b))
+    chunk = max(1, min(d, int(network_batch_size or DEFAULT_NETWORK_BATCH_SIZE) // b))
     s, diag = None, torch.zeros(b, d, device=x.device, dtype=x.dtype)
     for idx in torch.arange(d, device=x.device).split(chunk):
         k = len(idx)

@@ -54,13 +54,13 @@ class ProbabilityFlow:
         t: torch.Tensor,
         *,
         probes: torch.Tensor | None = None,
-        max_batch_size: int | None = None,
+        network_batch_size: int | None = None,
         per_dimension: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The score ``(B, *S)`` and its divergence ``div_x s`` ``(B,)`` (or its terms ``(B, *S)`` with
         ``per_dimension``), detached; arguments as :func:`scorezoo.likelihood.divergence.divergence_fn`
         (``probes``: Hutchinson; none: exact)."""
-        return divergence_fn(self.score_fn, x, t, probes=probes, max_batch_size=max_batch_size,
+        return divergence_fn(self.score_fn, x, t, probes=probes, network_batch_size=network_batch_size,
                              reduce=not per_dimension)
 
     def drift_and_divergence(
@@ -69,20 +69,20 @@ class ProbabilityFlow:
         t: torch.Tensor,
         *,
         probes: torch.Tensor | None = None,
-        max_batch_size: int | None = None,
+        network_batch_size: int | None = None,
         per_dimension: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The drift and its divergence ``D f(t) - g(t)^2 div s / 2`` (``div f(t) x = D f(t)`` is analytic).
 
         Args:
             x: ``(B, *S)``; t: ``(B,)``.
-            probes, max_batch_size, per_dimension: as :meth:`score_and_divergence`; per dimension the terms are
+            probes, network_batch_size, per_dimension: as :meth:`score_and_divergence`; per dimension the terms are
                 ``f(t) - g^2 (ds/dx)_ii / 2`` (exact) or their Hutchinson estimates, which sum to the divergence.
 
         Returns:
             ``(drift (B, *S), divergence (B,) or (B, *S))``, detached.
         """
-        s, div_s = self.score_and_divergence(x, t, probes=probes, max_batch_size=max_batch_size,
+        s, div_s = self.score_and_divergence(x, t, probes=probes, network_batch_size=network_batch_size,
                                              per_dimension=per_dimension)
         f, g2 = self.sde.drift_coef(t), self.sde.diffusion(t) ** 2
         drift = self.sde.probability_flow_drift(x, t, s)
@@ -104,7 +104,7 @@ class LogDensityODE:
         eps: start time in (0, T).
         time_variable: one of :data:`TIME_VARIABLES`.
         probes: Hutchinson probes ``(P, B, *S)`` held fixed along the path, or ``None`` for the exact divergence.
-        max_batch_size: for the exact divergence (see :func:`~scorezoo.likelihood.divergence.divergence_fn`).
+        network_batch_size: for the exact divergence (see :func:`~scorezoo.likelihood.divergence.divergence_fn`).
         per_dimension: carry the divergence integral per dimension.
         dtype, device: of the state.
 
@@ -113,13 +113,13 @@ class LogDensityODE:
     """
 
     def __init__(self, flow: ProbabilityFlow, shape: torch.Size, eps: float, time_variable: str = "t", *,
-                 probes: torch.Tensor | None = None, max_batch_size: int | None = None, per_dimension: bool = False,
+                 probes: torch.Tensor | None = None, network_batch_size: int | None = None, per_dimension: bool = False,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
         if time_variable not in TIME_VARIABLES:
             raise ValueError(f"time_variable must be one of {TIME_VARIABLES}, got {time_variable!r}.")
         self.flow, self.sde, self.shape = flow, flow.sde, torch.Size(shape)
         self.b, self.d = self.shape[0], math.prod(self.shape[1:])
-        self.time_variable, self.probes, self.max_batch_size = time_variable, probes, max_batch_size
+        self.time_variable, self.probes, self.network_batch_size = time_variable, probes, network_batch_size
         self.per_dimension, self.dtype, self.device = per_dimension, dtype, device
         self.eps = float(eps)
         t_ends = torch.tensor([eps, self.sde.T], dtype=torch.float64)
@@ -164,7 +164,7 @@ class LogDensityODE:
         y = state[0].reshape(self.shape)
         # adaptive solvers' first-step heuristics may probe outside the interval, where beta(t) < 0
         u = torch.as_tensor(u, dtype=torch.float64).clamp(self.u0, self.u1)
-        kw = dict(probes=self.probes, max_batch_size=self.max_batch_size, per_dimension=self.per_dimension)
+        kw = dict(probes=self.probes, network_batch_size=self.network_batch_size, per_dimension=self.per_dimension)
         t = self._t_batch(self.to_t(u))
         if self.time_variable == "rho":
             # dy/drho = -sigma_t s(alpha_t y, t); its divergence in y is -sigma_t alpha_t div_x s

@@ -109,7 +109,7 @@ def log_likelihood(
     probe: str | None = None,
     num_probes: int | None = None,
     generator: Generators = None,
-    max_batch_size: int | None = None,
+    network_batch_size: int | None = None,
     per_dimension: bool = False,
     **solver_options,
 ) -> LikelihoodResult:
@@ -137,7 +137,8 @@ def log_likelihood(
             per evaluation (default 1); not with ``divergence="exact"``.
         generator: draws the probes: one generator for the batch, or a list of B generators, one per sample, so
             that each sample's probes (and so its answer with a schedule) do not depend on its batch mates.
-        max_batch_size: exact divergence only: at most this many samples through the network at once.
+        network_batch_size: exact divergence only: at most this many samples through the network at once (the name
+            ``max_batch_size`` of scorezoo 0.1 still works).
         per_dimension: also return ``logp_per_dim`` ``(B, *S)`` (see :class:`LikelihoodResult`), e.g. a map of where
             an image's bits go; with Hutchinson's divergence each term is an unbiased estimate.
         solver_options: the solver (:meth:`SolverSettings.create <scorezoo.likelihood.solvers.SolverSettings.create>`
@@ -167,6 +168,8 @@ def log_likelihood(
             schedule made for another ``eps``, unknown options, or arguments that conflict (see above).
         RuntimeError: the solver failed (torchode reports which samples).
     """
+    if "max_batch_size" in solver_options:  # its name in scorezoo 0.1, when it was the only batch size here
+        network_batch_size = solver_options.pop("max_batch_size")
     check_batch(x)
     probe, num_probes = check_divergence(divergence, probe, num_probes)
     eps = sde.check_eps(eps)
@@ -180,7 +183,7 @@ def log_likelihood(
     shape, dt = x.shape, x.dtype
     probes = draw_probes(x, probe, num_probes, generator) if divergence == "hutchinson" else None
     ode = LogDensityODE(ProbabilityFlow(score_fn, sde), shape, eps, time_variable, probes=probes,
-                        max_batch_size=max_batch_size, per_dimension=per_dimension, dtype=dt, device=x.device)
+                        network_batch_size=network_batch_size, per_dimension=per_dimension, dtype=dt, device=x.device)
 
     # the solver's grid: its ends, plus the schedule's steps or the times asked for
     if schedule is not None:

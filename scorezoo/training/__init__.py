@@ -8,7 +8,7 @@
   what is trained, its loss per micro-batch, its evaluation and export. The tasks:
 
   * :mod:`~scorezoo.training.score`: a score model with the MLE paper's objective (Song, Durkan, Murray & Ermon
-    2021), on :mod:`~scorezoo.training.data` (deterministic batches), :mod:`~scorezoo.training.network` (the
+    2021), on :mod:`~scorezoo.training.batches` (deterministic batches), :mod:`~scorezoo.training.network` (the
     network of a config, checked against the data), :mod:`~scorezoo.training.evaluation` (held-out ODE likelihood
     and bound, with the uniform reference) and :mod:`~scorezoo.training.export` (pipeline folder, model card
     :mod:`~scorezoo.training.cards`, schedule);

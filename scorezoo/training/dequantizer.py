@@ -25,7 +25,7 @@ from ..dequantization.training import compare_dequantizations, dequantization_lo
 from ..dequantization.variational import VariationalDequantizer
 from ..pipeline import ScorePipeline
 from .config import ConfigError
-from .data import TrainState
+from .batches import TrainState
 from .export import write_results
 
 __all__ = ["DequantizerTask", "DequantizationObjective", "load_frozen"]

@@ -4,7 +4,8 @@
 held-out check and its export) and does the rest once: accelerate (processes, mixed precision, gradient
 accumulation), Adam with linear warm-up, gradient clipping, an EMA of the weights, checkpoints with
 ``accelerator.save_state`` written atomically, exact resume (the batches are functions of (seed, step),
-:mod:`scorezoo.training.data`), the ``max_train_minutes`` limit, ``log.jsonl``, the progress bar and the thread count.
+:mod:`scorezoo.training.batches`), the ``max_train_minutes`` limit, ``log.jsonl``, the progress bar and the thread
+count.
 
 Run folder ``output_dir``: ``config.yaml``, ``log.jsonl`` (one JSON record per logged step), ``checkpoints/``,
 ``results.json`` and the task's export (``pipeline/``; a dequantizer also ``dequantizer/``). A folder that already
@@ -27,7 +28,7 @@ import torch
 
 from ..utils import torch_threads
 from .config import ConfigError, require_train_extra
-from .data import TrainState
+from .batches import TrainState
 from .task import make_task
 
 __all__ = ["train", "list_checkpoints", "resolve_checkpoint", "save_checkpoint", "existing_run", "clear_run",

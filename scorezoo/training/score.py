@@ -2,7 +2,7 @@
 
 The loss is :func:`scorezoo.losses.dsm_loss` (Song, Durkan, Murray & Ermon 2021, eq. 7; weighting ``score``,
 ``likelihood`` or ``likelihood-is``); the network comes from the config (:mod:`scorezoo.training.network`), the data
-from :mod:`scorezoo.training.data`. The EMA weights are scored on the held-out split
+from :mod:`scorezoo.training.batches`. The EMA weights are scored on the held-out split
 (:func:`~scorezoo.training.evaluation.held_out_likelihood`) and exported as a :class:`~scorezoo.pipeline.ScorePipeline`
 with a model card (``pipeline/``, :func:`~scorezoo.training.export.export_run`).
 """
@@ -19,7 +19,7 @@ from ..losses import dsm_loss, sample_time
 from ..models import ScoreModel
 from ..pipeline import ScorePipeline
 from ..sde import get_sde
-from .data import TrainState, load_data, make_batch
+from .batches import TrainState, load_data, make_batch
 from .evaluation import estimate_eval_seconds, format_evaluation, held_out_likelihood
 from .export import export_run, make_pipeline
 from .network import build_and_check_network
@@ -55,7 +55,7 @@ class ScoreTask:
     :class:`~scorezoo.training.task.TrainingTask`.
 
     Raises:
-        ConfigError: unknown, missing or unreadable data (:func:`~scorezoo.training.data.load_data`).
+        ConfigError: unknown, missing or unreadable data (:func:`~scorezoo.training.batches.load_data`).
     """
 
     loss_key = "loss"

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..datasets import TrainingData
-    from .data import TrainState
+    from .batches import TrainState
 
 __all__ = ["TrainingTask", "TASKS", "make_task"]
 

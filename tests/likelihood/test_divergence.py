@@ -72,8 +72,8 @@ def test_divergence_fn_exact_matches_jacobian_trace():
 
     x, t = torch.randn(3, 6, dtype=torch.float64), torch.rand(3, dtype=torch.float64)
     # one, four or all six dimensions per replicated batch of 3 samples
-    for max_batch_size in (3, 12, None):
-        s, div = divergence_fn(score_fn, x, t, max_batch_size=max_batch_size)
+    for network_batch_size in (3, 12, None):
+        s, div = divergence_fn(score_fn, x, t, network_batch_size=network_batch_size)
         jac = torch.stack([torch.autograd.functional.jacobian(lambda y: score_fn(y[None], t[i:i + 1])[0], x[i])
                            for i in range(3)])
         torch.testing.assert_close(div, jac.diagonal(dim1=1, dim2=2).sum(1))
