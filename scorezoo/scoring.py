@@ -170,8 +170,8 @@ class ScoringPlan:
             dequantization: ``"uniform"`` or ``"variational"`` (the model's trained dequantizer).
             bits_map: per-dimension bits (the ODE only).
             max_batch_size: inputs per solve.
-            num_time_points, num_decoder_samples: the bound's (defaults :data:`BOUND_TIME_POINTS`,
-                :data:`BOUND_DECODER_SAMPLES`); only with ``estimator="bound"``.
+            num_time_points, num_decoder_samples: the bound's (defaults ``BOUND_TIME_POINTS``,
+                ``BOUND_DECODER_SAMPLES``); only with ``estimator="bound"``.
 
         Raises:
             ValueError: a model for continuous data; an unknown estimator, solver, method, divergence or

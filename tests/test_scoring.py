@@ -119,9 +119,12 @@ def test_the_solver_table_runs_every_method_on_a_linear_ode():
 
 
 # -- the same number everywhere -----------------------------------------------------------------------------------
-SOLVES = {"calibrated": ([], {"solver": "calibrated"}, []),
-          "adaptive": (["--rtol", "1e-3", "--atol", "1e-3"], {"solver": "adaptive", "rtol": 1e-3, "atol": 1e-3},
-                       ["--rtol", "1e-3", "--atol", "1e-3"])}
+#: the solver flags (the same for scorezoo bpd and scorezoo eval) and the app's ode_kwargs of each kind of solve
+SOLVES = {"calibrated": (["--fast"], {"solver": "calibrated"}),
+          "adaptive": (["--rtol", "1e-3", "--atol", "1e-3"], {"solver": "adaptive", "rtol": 1e-3, "atol": 1e-3}),
+          "fixed": (["--method", "euler", "--step-size", "0.25"],
+                    {"solver": "fixed", "method": "euler", "step_size": 0.25}),
+          "tsit5": (["--method", "tsit5", "--rtol", "1e-3"], {"solver": "adaptive", "method": "tsit5", "rtol": 1e-3})}
 
 
 @pytest.mark.parametrize("tiling", ["resize", "tile"])
@@ -135,13 +138,13 @@ def test_cli_eval_and_app_give_the_same_number(models, tmp_path, capsys, tiling,
         pytest.skip("768 dimensions: the exact divergence of a 16×16×3 patch is slow and adds nothing here")
     name, picture = ("photo", models / "photo.png") if tiling == "tile" else ("gray", models / "digit.png")
     model = models / name
-    cli_args, app_kwargs, eval_args = SOLVES[solve_name]
+    cli_args, app_kwargs = SOLVES[solve_name]
     common = ["--model", str(model), "--divergence", divergence, "-k", "2", "--seed", "5"]
     assert cli.main(["bpd", str(picture), "--json", *common, *cli_args]) == 0
     via_cli = json.loads(capsys.readouterr().out)["results"][0]["bpd"]
     spec = f"photos:{picture}" if tiling == "tile" else str(picture)
     out = tmp_path / "r.jsonl"
-    assert cli.main(["eval", "--data", spec, "--out", str(out), "-q", *common, *eval_args]) == 0
+    assert cli.main(["eval", "--data", spec, "--out", str(out), "-q", *common, *cli_args]) == 0
     capsys.readouterr()
     via_eval = json.loads(out.read_text().splitlines()[0])["bpd"]
     from scorezoo import ScorePipeline

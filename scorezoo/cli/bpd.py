@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..scoring import AUTO_EXACT_MAX_DIM, DIVERGENCES
-from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantization_argument, common_parent,
-                     debug_enabled, finite, fmt, load_model, model_parent, note, positive_float, positive_int,
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantization_argument, add_solver_arguments,
+                     common_parent, plan_options,
+                     debug_enabled, finite, fmt, load_model, model_parent, note, positive_int,
                      show_progress)
 
 
@@ -35,29 +35,14 @@ def add_parser(sub) -> None:
     p.add_argument("--num-repeats", "-k", type=positive_int, default=None, metavar="K",
                    help="dequantization draws per picture (default 4; 1 for models of photo patches, where a tiled "
                         "photo's standard error is over its patches)")
-    p.add_argument("--divergence", choices=DIVERGENCES, default="auto",
-                   help=f"divergence of the score: exact (D backward passes), Hutchinson (one), or auto (default: "
-                        f"exact up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, "
-                        "so that a picture's number is not mostly probe noise; else Hutchinson)")
+    add_solver_arguments(p)
     add_dequantization_argument(p)
     p.add_argument("--invert", action="store_true",
                    help="invert the pictures (v -> 1 - v): for dark ink on light paper under the digits models")
-    p.add_argument("--rtol", type=positive_float, default=None, help="ODE relative tolerance (default 1e-5)")
-    p.add_argument("--atol", type=positive_float, default=None, help="ODE absolute tolerance (default 1e-5)")
-    p.add_argument("--method", default=None, help="torchdiffeq method (default dopri5, adaptive)")
-    p.add_argument("--step-size", type=positive_float, default=None, help="step of a fixed-step --method")
     p.add_argument("--batch-size", type=positive_int, default=1,
                    help="pictures per ODE solve (default 1: each picture's result and NFE are its own)")
     p.add_argument("--patch-batch", type=positive_int, default=256,
                    help="patches of a tiled photo per solve (default 256; bounds the memory)")
-    solve = p.add_mutually_exclusive_group()
-    solve.add_argument("--fast", action="store_true",
-                       help="fixed steps on the model's calibrated schedule (the default when the model has one; "
-                            "vp-mle-digits: 44 evaluations instead of about 460, within 0.01 bits/dim); an error "
-                            "without one")
-    solve.add_argument("--adaptive", action="store_true",
-                       help="the adaptive solver (dopri5, rtol = atol = 1e-5) even when the model has a schedule; "
-                            "implied by --rtol, --atol, --method, --step-size")
     tiling = p.add_mutually_exclusive_group()
     tiling.add_argument("--tile", dest="tile", action="store_const", const=True, default=None,
                         help="score every picture at its own resolution, tile by tile (default for models of photo "
@@ -84,23 +69,11 @@ class Item:
     results: dict = field(default_factory=dict)
 
 
-def _solver_kind(args: argparse.Namespace) -> str:
-    return "calibrated" if args.fast else "adaptive" if args.adaptive and not args.method else "auto"
-
-
 def _check_usage(args: argparse.Namespace) -> None:
-    """Refuse what no model could make right before any picture is read or model loaded: the solver options are
-    checked by the same rules as the plan's (:meth:`~scorezoo.likelihood.solvers.SolverSettings.choose`)."""
-    from ..likelihood.solvers import SolverSettings
-
+    """Refuse what no model could make right before any picture is read or model loaded."""
     if not args.images and not args.digits:
         raise CLIError("give picture files, or --digits N for held-out digits (scorezoo bpd --help).", EXIT_USAGE)
-    given = {"method": args.method, "step_size": args.step_size, "rtol": args.rtol, "atol": args.atol}
-    if any(v is not None for v in given.values()):
-        try:
-            SolverSettings.choose(None, solver=_solver_kind(args), **given)
-        except ValueError as e:
-            raise CLIError(str(e), EXIT_USAGE) from None
+    plan_options(args)
 
 
 def _choose_model(image) -> tuple[str, str]:
@@ -118,10 +91,9 @@ def _plan(args: argparse.Namespace, pipe, name: str):
     from ..scoring import ScoringPlan
 
     try:
-        return ScoringPlan.create(pipe, solver=_solver_kind(args), method=args.method, step_size=args.step_size,
-                                  rtol=args.rtol, atol=args.atol, divergence=args.divergence,
-                                  num_repeats=args.num_repeats, tile=args.tile, dequantization=args.dequantization,
-                                  bits_map=bool(args.bits_map), max_batch_size=args.patch_batch)
+        return ScoringPlan.create(pipe, **plan_options(args), num_repeats=args.num_repeats, tile=args.tile,
+                                  dequantization=args.dequantization, bits_map=bool(args.bits_map),
+                                  max_batch_size=args.patch_batch)
     except ValueError as e:
         raise CLIError(f"{name}: {e}", EXIT_USAGE) from None
 

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["CLIError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "positive_int", "positive_float", "note",
-           "show_progress", "load_model", "fmt", "finite", "debug_enabled", "common_parent", "model_parent"]
+           "show_progress", "load_model", "add_solver_arguments", "plan_options", "fmt", "finite", "debug_enabled",
+           "common_parent", "model_parent"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -67,6 +68,51 @@ def add_dequantization_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dequantization", choices=("uniform", "variational"), default="uniform",
                    help="uniform noise (default), or u ~ q(u | k) of the model's trained dequantizer: a tighter upper "
                         "bound, for models that ship one (dequantizer/ in the model folder)")
+
+
+def add_solver_arguments(p: argparse.ArgumentParser) -> None:
+    """The solver's flags, the same for every sub-command that scores pictures: read together by
+    :func:`plan_options` into the options of :meth:`scorezoo.scoring.ScoringPlan.create`, where every conflict is
+    refused."""
+    from ..likelihood.solvers import adaptive_methods, fixed_methods
+    from ..scoring import AUTO_EXACT_MAX_DIM, DIVERGENCES
+
+    p.add_argument("--divergence", choices=DIVERGENCES, default="auto",
+                   help=f"divergence of the score: exact (D vector-Jacobian products), Hutchinson (one), or auto "
+                        f"(default: exact up to {AUTO_EXACT_MAX_DIM} dimensions, such as 8×8 digits, so that a "
+                        "picture's number is not mostly probe noise; else Hutchinson)")
+    p.add_argument("--method", default=None,
+                   help=f"ODE method: adaptive ({', '.join(adaptive_methods())}; default dopri5) or fixed-step "
+                        f"({', '.join(fixed_methods())}, with --step-size)")
+    p.add_argument("--step-size", type=positive_float, default=None, help="step of a fixed-step --method")
+    p.add_argument("--rtol", type=positive_float, default=None, help="adaptive solver's relative tolerance (1e-5)")
+    p.add_argument("--atol", type=positive_float, default=None, help="adaptive solver's absolute tolerance (1e-5)")
+    solve = p.add_mutually_exclusive_group()
+    solve.add_argument("--fast", action="store_true",
+                       help="fixed steps on the model's calibrated schedule (the default when the model has one and "
+                            "no solver option is given); an error without one")
+    solve.add_argument("--adaptive", action="store_true",
+                       help="the adaptive solver (dopri5 with a step size per picture, rtol = atol = 1e-5) even when "
+                            "the model has a schedule")
+
+
+def plan_options(args: argparse.Namespace) -> dict:
+    """The solver's options of :meth:`scorezoo.scoring.ScoringPlan.create` from :func:`add_solver_arguments`'s
+    flags; those that no model could make right (``--method bogus``, ``--step-size`` with an adaptive method) are a
+    :class:`CLIError` now, before any model is loaded or picture read."""
+    from ..likelihood.solvers import SolverSettings
+
+    solver = "calibrated" if args.fast else "adaptive" if args.adaptive and not args.method else "auto"
+    given = {"method": args.method, "step_size": args.step_size, "rtol": args.rtol, "atol": args.atol}
+    if args.fast and any(v is not None for v in given.values()):
+        raise CLIError("--fast takes the model's calibrated schedule, which fixes the solve: drop --rtol, --atol, "
+                       "--method and --step-size, or drop --fast to choose the solver.", EXIT_USAGE)
+    if any(v is not None for v in given.values()):
+        try:
+            SolverSettings.choose(None, solver=solver, **given)
+        except ValueError as e:
+            raise CLIError(str(e), EXIT_USAGE) from None
+    return {"solver": solver, **given, "divergence": args.divergence}
 
 
 def note(args: argparse.Namespace, text: str) -> None:

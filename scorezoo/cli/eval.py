@@ -15,8 +15,8 @@ import os
 import shlex
 import sys
 
-from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantization_argument, common_parent, fmt,
-                     model_parent, positive_float, positive_int, show_progress)
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantization_argument, add_solver_arguments,
+                     common_parent, fmt, model_parent, plan_options, positive_int, show_progress)
 
 DATA_HELP = ("digits (held-out split), photo-patches (held-out tiles of the photos), cifar10 or cifar10:ROOT "
              "(CIFAR-10's --split, from ROOT, $SCOREZOO_CIFAR10 or ./data/cifar10: torchvision's "
@@ -43,17 +43,10 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="images per solve (default 64; patches per solve for tiled photos, default 256); it fixes "
                         "which images share a batch, so keep it when resuming")
-    p.add_argument("--fast", action="store_true",
-                   help="insist on the model's calibrated fixed-step schedule (the default when it has one): stop "
-                        "instead of falling back to the adaptive solver")
     add_dequantization_argument(p)
     p.add_argument("--bound", action="store_true",
                    help="score with the likelihood bound (Song et al. 2021, Thm. 3) instead of the ODE")
-    p.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",
-                   help="divergence of the score (default auto: exact up to 256 dimensions, else Hutchinson)")
-    p.add_argument("--rtol", type=positive_float, default=None,
-                   help="use torchode's adaptive solver (a step size per image) with this relative tolerance")
-    p.add_argument("--atol", type=positive_float, default=None, help="its absolute tolerance (default 1e-5)")
+    add_solver_arguments(p)
     p.add_argument("--plot", metavar="HIST.png", default=None,
                    help="write a histogram of the per-image bits/dim (needs matplotlib)")
     p.set_defaults(func=run)
@@ -101,11 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.fast and (args.rtol or args.atol):
-        raise CLIError("--fast takes the calibrated schedule's fixed steps: drop --rtol/--atol (or --fast).",
-                       EXIT_USAGE)
-    if args.bound and (args.fast or args.rtol or args.atol or args.divergence != "auto"):
-        raise CLIError("--bound solves no ODE: drop --fast, --rtol, --atol and --divergence.", EXIT_USAGE)
+    options = plan_options(args)
     main = int(os.environ.get("RANK", "0")) == 0
     model = args.model
     if model is None:
@@ -122,12 +111,9 @@ def _run(args: argparse.Namespace) -> int:
     argv = getattr(args, "argv", None)
     try:
         s = evaluate(model, args.data, args.out, split=args.split, revision=args.revision,
-                     num_repeats=args.num_repeats,
                      seed=args.seed, limit=args.limit, batch_size=args.batch_size,
-                     estimator="bound" if args.bound else "ode",
-                     solver="calibrated" if args.fast else "torchode" if args.rtol or args.atol else "auto",
-                     rtol=args.rtol, atol=args.atol, divergence=args.divergence,
-                     dequantization=args.dequantization, plot=args.plot,
+                     plan={**options, "estimator": "bound" if args.bound else "ode", "num_repeats": args.num_repeats,
+                           "dequantization": args.dequantization}, plot=args.plot,
                      progress=show_progress(args), keep_process_group=True,
                      command=shlex.join(["scorezoo", *argv]) if argv is not None else None)
     except (ValueError, ModelNotFoundError) as e:

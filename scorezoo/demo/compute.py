@@ -344,7 +344,7 @@ def solver_for(pipe: ScorePipeline, settings: DemoSettings) -> SolverSettings:
 def plan_for(pipe: ScorePipeline, settings: DemoSettings, *, num_repeats: int = 0, bits_map: bool = True,
              dequantization: str = "uniform") -> ScoringPlan:
     """The :class:`~scorezoo.scoring.ScoringPlan` the app scores a picture with: the solver of
-    :func:`_solver_options`, the divergence's ``auto`` rule, ``num_repeats`` draws (0: the plan's default, 1 per patch
+    ``_solver_options``, the divergence's ``auto`` rule, ``num_repeats`` draws (0: the plan's default, 1 per patch
     for a model of photo patches, else ``settings.default_repeats``), at most ``settings.max_patch_batch`` inputs per
     solve.
 

@@ -247,7 +247,7 @@ def evaluate(
     out: str | os.PathLike = "results.jsonl",
     *,
     split: str = "test",
-    plan: ScoringPlan | None = None,
+    plan: ScoringPlan | dict | None = None,
     revision: str | None = None,
     num_repeats: int = 1,
     seed: int = 0,
@@ -281,9 +281,12 @@ def evaluate(
         data: a spec or several (:mod:`scorezoo.evaluation.specs`): ``"digits"``, ``"photo-patches"``,
             ``"cifar10"``, ``"cifar10:ROOT"``, ``"photos"``, ``"photos:PATH"``, picture files, folders, ``"@LIST"``.
         split: the split of a data set that has several: CIFAR-10's ``"test"`` (default) or ``"train"``.
-        plan: a :class:`~scorezoo.scoring.ScoringPlan` for the model (then ``estimator``, ``solver``, ``rtol``,
-            ``atol``, ``divergence``, ``num_repeats`` and ``dequantization`` are not read; its ``max_batch_size`` is
-            the inputs of one solve); default: the plan of those options.
+        plan: how to score: a :class:`~scorezoo.scoring.ScoringPlan` for the model (its ``max_batch_size`` is the
+            inputs of one solve), or a dict of :meth:`ScoringPlan.create <scorezoo.scoring.ScoringPlan.create>`'s
+            options (``estimator``, ``solver``, ``method``, ``step_size``, ``rtol``, ``atol``, ``divergence``,
+            ``num_repeats``, ``dequantization``; the data spec decides the tiling and ``batch_size`` the solves);
+            then ``estimator``, ``solver``, ``rtol``, ``atol``, ``divergence``, ``num_repeats`` and
+            ``dequantization`` are not read. Default: the plan of those.
         out: the per-image results, a ``.jsonl`` file; the summary goes next to it as ``.json``. An existing pair
             from the same settings is resumed: the images it holds are skipped.
         num_repeats: dequantization draws per image, K >= 1 (K >= 2 also measures the dequantization noise).
@@ -356,10 +359,14 @@ def evaluate(
     if limit is not None:
         ev = ev.take(limit)
     batch = batch_size or (DEFAULT_PATCH_BATCH if ev.tile else DEFAULT_BATCH_SIZE)
-    if plan is not None and plan.tile is not None and plan.tile != ev.tile:
-        raise ValueError(f"the plan says tile={plan.tile}, but --data {ev.spec} is {'tiled' if ev.tile else 'resized'}"
-                         ": leave the plan's tile unset (None).")
-    if plan is not None:
+    if isinstance(plan, dict):
+        repeats = int(plan.get("num_repeats", 1))
+        plan = ScoringPlan.create(pipe, **{"num_repeats": 1, **plan, "tile": ev.tile,
+                                           "max_batch_size": batch * repeats})
+    elif plan is not None:
+        if plan.tile is not None and plan.tile != ev.tile:
+            raise ValueError(f"the plan says tile={plan.tile}, but --data {ev.spec} is "
+                             f"{'tiled' if ev.tile else 'resized'}: leave the plan's tile unset (None).")
         plan = plan.replace(tile=ev.tile)
     else:
         plan = _plan(pipe, ev, estimator=estimator, solver=solver, rtol=rtol, atol=atol, divergence=divergence,

@@ -240,7 +240,7 @@ def test_tiled_photos_one_line_per_photo(rgb_model_dir, tmp_path):
     s = evaluate(str(rgb_model_dir), "photos:" + str(pics), tmp_path / "r.jsonl", **KW)
     ok, bad = s.records
     assert ok["num_patches"] == 8 and ok["pixels_scored"] == 8 * 64 and "bpd" in ok
-    assert "smaller than one" in bad["error"] and s.num_failed == 1
+    assert "smaller than the model" in bad["error"] and s.num_failed == 1
 
 
 @pytest.mark.slow
