@@ -208,7 +208,8 @@ def test_bpd_fast_uses_the_models_schedule(model_dir, tmp_path, capsys):
     assert report["settings"]["schedule"]["steps"] == 6
     assert [r["nfe"] for r in report["results"]] == [24, 24]
     code, out, _ = run(capsys, "bpd", "--digits", "1", "--model", folder, "-k", "1", "--fast")
-    assert code == 0 and "rk4, 6 fixed steps in log rho (24 score evaluations); estimated error 0.0040 bits/dim (step doubling" in out
+    assert code == 0 and ("rk4, 6 fixed steps in log rho (24 score evaluations); estimated error 0.0040 bits/dim "
+                          "(step doubling") in out
     sch = pipe.likelihood_schedule
     sch.measured_rms_error, sch.measured_mean_error, sch.target, sch.criterion = 0.003, -0.0012, 0.01, "mean"
     folder = _save(pipe, tmp_path / "measured")
