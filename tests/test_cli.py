@@ -174,6 +174,10 @@ def test_model_errors_are_one_line(tmp_path, model_dir, capsys, monkeypatch):
     assert code == 1 and err.count("\n") == 1 and "no model folder" in err
     code, _, err = run(capsys, "bpd", x, "--model", "nobody/nothing")
     assert code == 1 and err.count("\n") == 1 and "hf download nobody/nothing" in err
+    # a published checkpoint is converted, not downloaded: the command that makes it, no made-up repo
+    code, _, err = run(capsys, "bpd", x, "--model", "vp-mle-cifar10")
+    assert code == 1 and err.count("\n") == 1 and "hf download" not in err
+    assert "`scorezoo convert score_flow cifar10_vp_likelihood_iw/ -o vp-mle-cifar10`" in err
     # every input unreadable: one line each and a summary, and no model is loaded
     code, _, err = run(capsys, "bpd", tmp_path / "none.png", "--model", "nobody/nothing")
     assert code == 1 and "none.png: no such file" in err and "no model was loaded" in err and "nobody" not in err
