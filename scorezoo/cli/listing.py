@@ -43,6 +43,7 @@ def rows(entries, wide: bool = False) -> list[list[str]]:
     return out
 
 
+#: the note under the table: the marks, units and statuses
 NOTE = ("* default model. held-out: bits/dim (nats per point for continuous data) ± standard error, on the split "
         "of each card (--wide shows it). status: bundled = installed with scorezoo; cached = in the local Hugging "
         "Face cache; remote = downloaded from the Hub on first use; convert = the authors' published checkpoint, "
