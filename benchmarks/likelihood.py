@@ -37,8 +37,7 @@ import numpy as np
 import torch
 
 from scorezoo import ScorePipeline
-from scorezoo.dequantization import uniform_dequantize
-from scorezoo.likelihood import bits_per_dim
+from scorezoo.dequantization import bits_per_dim, uniform_dequantize
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,9 +19,12 @@ A card is a Hugging Face model card whose YAML front matter has a ``scorezoo:`` 
 ``bpd_bound_stderr``, ``nll_ode``, ``nll_ode_stderr``, ``nll_bound``, ``nll_bound_stderr`` (nats per point, for
 continuous data), ``eval_split``, ``default``, ``default_photo``, ``bpd_reported``). The authors' published
 checkpoints that ``scorezoo convert`` turns into pipelines are rows too (``convert/published.json``, status
-``"convert from the official checkpoint"`` until a converted copy is cached). PyYAML reads it when installed;
-otherwise a small parser reads that mapping
-(flat ``key: scalar`` lines), so the core install needs no YAML library.
+``"convert from the official checkpoint"`` until a converted copy is cached); a name of such a row that is not found
+is answered with where the authors publish the checkpoint and the ``scorezoo convert`` command that makes it. The
+front matter is split from the body as the Hub splits it (:data:`huggingface_hub.repocard.REGEX_YAML_BLOCK`) and read
+by PyYAML (``yaml.safe_load``).
+
+Held-out figures are printed by one rule, :func:`format_held_out`, from the number on the card.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 
-__all__ = ["resolve_pretrained", "folder_entry", "published_models", "PUBLISHED_FILE", "CONVERT_STATUS",
-           "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL", "bundled_models", "ModelNotFoundError",
-           "ZooEntry", "registry", "parse_card", "default_model", "default_photo_model", "hf_cache_status"]
+__all__ = ["resolve_pretrained", "folder_entry", "published_models", "convert_command", "PUBLISHED_FILE",
+           "CONVERT_STATUS", "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL", "bundled_models",
+           "ModelNotFoundError", "ZooEntry", "registry", "parse_card", "format_held_out", "default_model",
+           "default_photo_model", "hf_cache_status"]
 
 ZOO_NAMESPACE = "scorezoo"
 #: zoo models shipped inside the package
@@ -92,18 +96,46 @@ def resolve_pretrained(name_or_path: str | Path, revision: str | None = None) ->
     bundled = bundled_models()
     if short in bundled and revision is None:
         return bundled[short]
+    raise ModelNotFoundError(_not_found(name, repo_id, short, hub_error, bundled))
+
+
+def _not_found(name: str, repo_id: str, short: str | None, hub_error: str, bundled: dict[str, Path]) -> str:
+    """The one line of :class:`ModelNotFoundError`: for a published checkpoint, where the authors publish it and the
+    command that converts it; otherwise where it looked, the zoo name a typo was close to, and a download command
+    only for a repo that can exist (a zoo model kept on the Hub, or a repo id of another owner as given)."""
     import difflib
 
-    known = ", ".join(bundled) or "none"
-    names = list(bundled) + [e.name for e in registry()[0] if e.name not in bundled]
-    close = difflib.get_close_matches(short or name, names, n=1)
+    rows, where = published_models()
+    published = {row["name"]: row for row in rows}
+    if short in published:
+        row = published[short]
+        extra = ' (pip install "scorezoo[convert]" first, for msgpack)' if row["source"] == "score_flow" else ""
+        return (f"model {name!r} is converted from the authors' published checkpoint, not downloaded: get "
+                f"{row['config']} from {row['url']} ({where[row['source']]}), then run `{convert_command(row)}`"
+                f"{extra} and load the folder {row['name']!r}.")
+    zoo = [e.name for e in registry()[0]]
+    close = difflib.get_close_matches(short or name, list(bundled) + [n for n in zoo if n not in bundled], n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     hub_error = hub_error if len(hub_error) <= 80 else hub_error[:77] + "..."
-    raise ModelNotFoundError(
-        f"model {name!r} not found.{hint} Looked in: local folders, the Hub as {repo_id!r} and its cache ({hub_error}),"
-        f" the bundled models (bundled: {known}). Give a folder made by save_pretrained, or download it where there "
-        f"is network: hf download {repo_id}"
-    )
+    looked = (f"model {name!r} not found.{hint} Looked in: local folders, the Hub as {repo_id!r} and its cache "
+              f"({hub_error}), the bundled models (bundled: {', '.join(bundled) or 'none'}).")
+    if short is not None and short not in zoo:  # no zoo model of that name, so no repo to download
+        return f"{looked} Give a zoo name (scorezoo list), a folder made by save_pretrained or a Hub id 'owner/name'."
+    return (f"{looked} Give a folder made by save_pretrained, or download it where there is network: "
+            f"hf download {repo_id}")
+
+
+def convert_command(row: dict[str, Any]) -> str:
+    """The ``scorezoo convert`` command that turns the published checkpoint of ``row`` (a row of
+    :func:`published_models`) into the pipeline folder ``row["name"]``.
+
+    A score_flow run folder is named after its run, which is its config; a score_sde ``.pth`` takes ``--config``,
+    and ``N`` stands for the checkpoint's number in the authors' folder (the larger of two: the checkpoint of the
+    reported bits/dim). The same commands as ``docs/official-checkpoints.md``.
+    """
+    if row["source"] == "score_flow":
+        return f"scorezoo convert score_flow {row['config']}/ -o {row['name']}"
+    return f"scorezoo convert score_sde checkpoint_N.pth --config {row['config']} -o {row['name']}"
 
 
 @dataclass
@@ -124,6 +156,9 @@ class ZooEntry:
         status: ``"bundled"``, ``"cached"`` (complete in the local HF cache), ``"remote"`` (Hub only) or
             :data:`CONVERT_STATUS` (a published checkpoint that ``scorezoo convert`` turns into a pipeline).
         card: the card file read.
+        published_at: for a published checkpoint, where its authors publish it (a URL).
+        conversion: for a published checkpoint, the ``scorezoo convert`` command that makes its pipeline folder
+            (:func:`convert_command`).
     """
 
     name: str
@@ -147,67 +182,49 @@ class ZooEntry:
     bpd_reported: float | None = None
     status: str = "remote"
     card: str | None = None
+    published_at: str | None = None
+    conversion: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every attribute, as a JSON-ready dict (``scorezoo list --json``)."""
         return asdict(self)
 
+    def held_out(self, estimator: str) -> str:
+        """The card's held-out figure of ``estimator`` (``"ode"`` or ``"bound"``) as scorezoo prints it
+        (:func:`format_held_out`): bits/dim (``"1.805 ± 0.015"``), nats per point for continuous data
+        (``"2.301 ± 0.005 nats"``), for a published checkpoint the authors' ODE figure (``"3.16 (reported)"``,
+        as published, 2 decimals), else ``"—"``.
 
-def _scalar(text: str) -> Any:
-    """A YAML 1.2 plain or quoted scalar as PyYAML would read it (null, booleans, ints, floats, strings)."""
-    t = text.strip()
-    if " #" in t and not t.startswith(("'", '"')):
-        t = t.split(" #", 1)[0].rstrip()
-    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
-        return json.loads(t) if t[0] == '"' else t[1:-1].replace("''", "'")
-    low = t.lower()
-    if low in ("", "~", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(t)
-        except ValueError:
-            pass
-    return t
-
-
-def _front_matter(text: str) -> str | None:
-    lines = text.lstrip("\ufeff").splitlines()
-    if not lines or lines[0].strip() != "---":
-        return None
-    for i, line in enumerate(lines[1:], 1):
-        if line.strip() == "---":
-            return "\n".join(lines[1:i])
-    return None
+        Raises:
+            ValueError: ``estimator`` is neither ``"ode"`` nor ``"bound"``.
+        """
+        if estimator not in ("ode", "bound"):
+            raise ValueError(f"estimator must be 'ode' or 'bound', got {estimator!r}.")
+        bpd, nll = getattr(self, f"bpd_{estimator}"), getattr(self, f"nll_{estimator}")
+        if bpd is not None:
+            return format_held_out(bpd, getattr(self, f"bpd_{estimator}_stderr"))
+        if nll is not None:
+            return format_held_out(nll, getattr(self, f"nll_{estimator}_stderr"), " nats")
+        if estimator == "ode" and self.bpd_reported is not None:
+            return f"{self.bpd_reported:.2f} (reported)"
+        return "—"
 
 
-def _scorezoo_mapping_fallback(yaml_text: str) -> dict[str, Any]:
-    """The ``scorezoo:`` block of the front matter without PyYAML: its indented ``key: scalar`` lines."""
-    out: dict[str, Any] = {}
-    inside, indent = False, None
-    for line in yaml_text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        depth = len(line) - len(line.lstrip(" "))
-        if depth == 0:
-            inside = line.split(":", 1)[0].strip() == "scorezoo"
-            indent = None
-            continue
-        if not inside:
-            continue
-        indent = depth if indent is None else indent
-        if depth == indent and ":" in line:
-            key, value = line.strip().split(":", 1)
-            out[key.strip().strip("'\"")] = _scalar(value)
-    return out
+def format_held_out(value: float, stderr: float | None = None, unit: str = "") -> str:
+    """A held-out figure as every place of scorezoo prints it (cards, README, ``scorezoo list``, the demo):
+    ``"3.448 ± 0.026"``, value and standard error with 3 decimals, then ``unit`` (e.g. ``" nats"``).
+
+    Round once, from the number as measured (or as the card's front matter keeps it): a number rounded to 4
+    decimals first can round differently (3.44848 -> 3.4485 -> 3.449, where 3.448 is right).
+    """
+    return f"{value:.3f}" + (f" ± {stderr:.3f}" if stderr is not None else "") + unit
 
 
 def parse_card(text: str) -> dict[str, Any]:
     """The ``scorezoo:`` mapping of a model card's YAML front matter.
 
     Args:
-        text: the card (Markdown with a leading ``---`` front matter block).
+        text: the card (Markdown with a leading ``---`` front matter block, split as the Hub splits it).
 
     Returns:
         The mapping (empty when the card has no front matter or no ``scorezoo:`` key).
@@ -215,15 +232,14 @@ def parse_card(text: str) -> dict[str, Any]:
     Raises:
         ValueError: front matter that is not valid YAML, or a ``scorezoo:`` entry that is not a mapping.
     """
-    fm = _front_matter(text)
-    if fm is None:
+    import yaml
+    from huggingface_hub.repocard import REGEX_YAML_BLOCK
+
+    match = REGEX_YAML_BLOCK.search(text.lstrip("\ufeff"))
+    if match is None:
         return {}
     try:
-        import yaml
-    except ImportError:
-        return _scorezoo_mapping_fallback(fm)
-    try:
-        meta = yaml.safe_load(fm) or {}
+        meta = yaml.safe_load(match.group(2)) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"the card's YAML front matter cannot be parsed: {str(e).splitlines()[0]}") from None
     if not isinstance(meta, dict):
@@ -255,7 +271,7 @@ def _entry(fields: dict[str, Any], fallback_name: str, card: Path | None) -> Zoo
             known[key] = float(known[key])
     if known.get("parameters") is not None:
         known["parameters"] = int(known["parameters"])
-    for key in ("sde", "weighting", "dataset", "resolution", "eval_split"):
+    for key in ("sde", "weighting", "dataset", "resolution", "eval_split", "published_at", "conversion"):
         if known.get(key) is not None:
             known[key] = str(known[key])
     known["default"] = bool(known.get("default", False))
@@ -296,7 +312,8 @@ def registry(cards_dir: str | Path | None = None) -> tuple[list[ZooEntry], list[
     convertible = set()
     for row in published_models()[0]:
         if row["name"] not in entries:
-            entries[row["name"]] = _entry(row, row["name"], None)
+            entries[row["name"]] = _entry({**row, "published_at": row.get("url"), "conversion": convert_command(row)},
+                                          row["name"], None)
             convertible.add(row["name"])
     for entry in entries.values():
         if entry.name in bundled:
@@ -310,8 +327,8 @@ def registry(cards_dir: str | Path | None = None) -> tuple[list[ZooEntry], list[
 
 def published_models() -> tuple[list[dict[str, Any]], dict[str, str]]:
     """``(rows, where)``: the published checkpoints of :data:`PUBLISHED_FILE` (``name``, ``source``, ``config``,
-    ``sde``, ``weighting``, ``dataset``, ``bpd_reported``) and, per source, where the authors publish them; empty
-    without the file."""
+    ``url`` (the authors' folder), ``sde``, ``weighting``, ``dataset``, ``bpd_reported``) and, per source, where the
+    authors publish them; empty without the file."""
     if not PUBLISHED_FILE.is_file():
         return [], {}
     data = json.loads(PUBLISHED_FILE.read_text(encoding="utf-8"))

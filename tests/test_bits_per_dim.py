@@ -105,3 +105,15 @@ def test_repeats_give_mean_and_standard_error():
     one = pipe.bits_per_dim(levels, generator=torch.Generator().manual_seed(0))
     assert torch.isnan(one.stderr).all()
     assert (res.nfe > 0).all()
+
+
+def test_the_old_path_of_scorezoo_0_1_still_gives_bits_per_dim_with_a_warning():
+    """`from scorezoo.likelihood import bits_per_dim` (scorezoo 0.1) is the function of scorezoo.dequantization, with a
+    DeprecationWarning that names the new place; other missing names are still AttributeErrors."""
+    import scorezoo.likelihood
+
+    with pytest.warns(DeprecationWarning, match="import it from scorezoo.dequantization"):
+        from scorezoo.likelihood import bits_per_dim as old
+    assert old is bits_per_dim
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        scorezoo.likelihood.nothing

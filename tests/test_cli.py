@@ -52,16 +52,52 @@ def test_list_shows_every_model_with_its_status(fake_zoo, capsys):
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines()[1:4]}
     assert set(rows) == {"cached-one", "remote-one", "tiny-zoo"}
-    assert rows["tiny-zoo"].split()[1] == "*" and rows["tiny-zoo"].endswith("bundled")
-    assert rows["cached-one"].endswith("cached") and rows["remote-one"].endswith("remote")
-    assert "scorezoo/remote-one" in rows["remote-one"] and "1.950 ± 0.020" in rows["remote-one"]
-    assert "12,345" in rows["remote-one"] and "8x8x1" in rows["remote-one"]
+    assert rows["tiny-zoo"].split()[1:3] == ["*", "bundled"]
+    assert rows["cached-one"].split()[1] == "cached" and rows["remote-one"].split()[1] == "remote"
+    assert "1.950 ± 0.020" in rows["remote-one"] and "12,345" in rows["remote-one"]
+    code, out, _ = run(capsys, "list", "--wide")
+    wide = {line.split()[0]: line for line in out.splitlines()[1:4]}
+    assert "scorezoo/remote-one" in wide["remote-one"] and "8x8x1" in wide["remote-one"]
+    assert "i % 6 == 0 (300 images)" in wide["remote-one"]
     code, out, _ = run(capsys, "list", "--json")
     data = json.loads(out)
     assert [d["status"] for d in data] == ["cached", "remote", "bundled"] and data[2]["bpd_ode"] == 1.95
     (fake_zoo["cards"] / "broken.md").write_text("---\nscorezoo: [1, 2\n---\n")
     code, out, err = run(capsys, "list")
     assert code == 1 and "broken.md" in err and "tiny-zoo" in out
+
+
+
+def test_list_fits_a_terminal_and_shows_every_reported_and_held_out_figure(capsys):
+    """The real zoo: the table and its note stay within 120 columns; the published checkpoints say "convert" and
+    carry the authors' figure where they published one; --wide and --json keep what the table leaves out (the eval
+    split, the conversion command); every held-out figure is printed by the one rule, from the card's number."""
+    from scorezoo import zoo
+
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 120
+    entries = {e.name: e for e in zoo.registry()[0]}
+    rows = {line.split()[0]: line for line in out.splitlines()[1:len(entries) + 1]}
+    assert set(rows) == set(entries)
+    for name, e in entries.items():
+        if e.status == zoo.CONVERT_STATUS:
+            assert rows[name].split()[1] == "convert"
+            if e.bpd_reported is not None:
+                assert f"{e.bpd_reported:.2f} (reported)" in rows[name]
+        for kind in ("ode", "bound"):
+            if getattr(e, f"bpd_{kind}") is not None:
+                assert zoo.format_held_out(getattr(e, f"bpd_{kind}"), getattr(e, f"bpd_{kind}_stderr")) in rows[name]
+    assert "2.99 (reported)" in rows["sde-subvp-cifar10-ddpmpp-deep"]
+    assert "3.448 ± 0.026" in rows["vp-mle-photo16"]  # as the card's body and README say
+    code, out, _ = run(capsys, "list", "--wide")
+    assert "scorezoo convert score_flow cifar10_vp_likelihood_iw/ -o vp-mle-cifar10" in out
+    assert entries["vp-mle-digits"].eval_split in out
+    code, out, _ = run(capsys, "list", "--json")
+    data = {d["name"]: d for d in json.loads(out)}
+    conversion = "scorezoo convert score_flow cifar10_vp_likelihood_iw/ -o vp-mle-cifar10"
+    assert data["vp-mle-cifar10"]["conversion"] == conversion
+    assert data == {name: e.to_dict() for name, e in entries.items()}
+    assert cli.main(["list", "--wide", "--json"]) == 2 and "not allowed" in capsys.readouterr().err
 
 
 def test_bpd_on_the_corpus(model_dir, corpus, capsys):
@@ -138,6 +174,10 @@ def test_model_errors_are_one_line(tmp_path, model_dir, capsys, monkeypatch):
     assert code == 1 and err.count("\n") == 1 and "no model folder" in err
     code, _, err = run(capsys, "bpd", x, "--model", "nobody/nothing")
     assert code == 1 and err.count("\n") == 1 and "hf download nobody/nothing" in err
+    # a published checkpoint is converted, not downloaded: the command that makes it, no made-up repo
+    code, _, err = run(capsys, "bpd", x, "--model", "vp-mle-cifar10")
+    assert code == 1 and err.count("\n") == 1 and "hf download" not in err
+    assert "`scorezoo convert score_flow cifar10_vp_likelihood_iw/ -o vp-mle-cifar10`" in err
     # every input unreadable: one line each and a summary, and no model is loaded
     code, _, err = run(capsys, "bpd", tmp_path / "none.png", "--model", "nobody/nothing")
     assert code == 1 and "none.png: no such file" in err and "no model was loaded" in err and "nobody" not in err

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from scorezoo import ScorePipeline
-from scorezoo.zoo import ModelNotFoundError, default_model, parse_card, registry, resolve_pretrained
+from scorezoo.zoo import (BUNDLED_DIR, CARDS_DIR, ModelNotFoundError, default_model, parse_card, registry,
+                          resolve_pretrained)
 from tests.fixtures_hub import FakeHub, Repo, card
 from tests.helpers import tiny_unet_pipeline
 
@@ -36,14 +37,21 @@ EXPECTED = {"name": "tiny-zoo", "repo_id": "scorezoo/tiny-zoo", "sde": "vp", "we
             "eval_split": "i % 6 == 0 (300 images)", "default": True}
 
 
-def test_card_front_matter_with_and_without_pyyaml(monkeypatch):
-    """The fallback parser reads the scorezoo mapping exactly as PyYAML does (so the core install needs no
-    YAML library)."""
+def test_card_front_matter_is_read_as_the_hub_reads_it(tmp_path):
+    """The scorezoo mapping of a card is what huggingface_hub's own reader finds in its front matter, for the test
+    card (nested lists, flow mappings, comments, quoting) and every card shipped with the package."""
+    from huggingface_hub.repocard import metadata_load
+
     text = card("tiny-zoo", default=True)
     assert parse_card(text) == EXPECTED
-    monkeypatch.setitem(sys.modules, "yaml", None)  # `import yaml` now raises ImportError
-    assert parse_card(text) == EXPECTED
+    assert parse_card("\ufeff" + text) == EXPECTED  # a byte-order mark, as some editors write
+    for path in [*sorted(BUNDLED_DIR.glob("*/README.md")), *sorted(CARDS_DIR.glob("*.md"))]:
+        assert parse_card(path.read_text(encoding="utf-8")) == metadata_load(path)["scorezoo"], path
     assert parse_card("# no front matter\n") == {}
+    with pytest.raises(ValueError, match="cannot be parsed"):
+        parse_card("---\nscorezoo: [not, closed\n---\n")
+    with pytest.raises(ValueError, match="'scorezoo:' entry is not a mapping"):
+        parse_card("---\nscorezoo: [a, b]\n---\n")
 
 
 def test_registry_status_from_bundle_cache_and_cards(fake_zoo):
@@ -81,10 +89,64 @@ def test_cache_and_bundled_copy_load_while_every_network_call_fails(fake_zoo, no
     msg = str(e.value)
     assert "\n" not in msg and "scorezoo/remote-one" in msg and "hf download scorezoo/remote-one" in msg
     assert "bundled: tiny-zoo" in msg and len(msg) < 400
-    with pytest.raises(ModelNotFoundError, match="Did you mean 'tiny-zoo'"):
+    with pytest.raises(ModelNotFoundError, match="Did you mean 'tiny-zoo'") as e:
         resolve_pretrained("tiny-zo")
+    # no zoo model is called that, so there is no repo to download
+    assert "hf download" not in str(e.value) and "scorezoo list" in str(e.value)
     with pytest.raises(ModelNotFoundError):  # a bundled copy stands for the default revision only
         resolve_pretrained("tiny-zoo", revision="v2")
+
+
+
+def test_a_published_checkpoint_is_answered_with_where_it_is_and_the_convert_command(fake_zoo, no_network,
+                                                                                       monkeypatch):
+    """A zoo name of the authors' checkpoints (status "convert") has no Hub repo: the error says where the authors
+    publish the checkpoint and the exact `scorezoo convert` command (the one README and the docs show), and invents
+    no download; a typo of it gets the close name, also without a download line."""
+    from scorezoo import zoo
+
+    monkeypatch.setattr(zoo, "PUBLISHED_FILE", ROOT / "scorezoo" / "convert" / "published.json")
+    for name in ("subvp-mle-cifar10-deep", "scorezoo/subvp-mle-cifar10-deep"):
+        with pytest.raises(ModelNotFoundError) as e:
+            ScorePipeline.from_pretrained(name)
+        msg = str(e.value)
+        assert "\n" not in msg and "hf download" not in msg and "not found" not in msg
+        assert "`scorezoo convert score_flow cifar10_deep_subvp_likelihood_iw/ -o subvp-mle-cifar10-deep`" in msg
+        assert "https://drive.google.com/drive/folders/1gbDrVrFVSupFMRoK7HZo8aFgPvOtpmqB" in msg
+    with pytest.raises(ModelNotFoundError) as e:
+        resolve_pretrained("sde-vp-cifar10-ddpmpp")
+    assert ("`scorezoo convert score_sde checkpoint_N.pth --config vp/cifar10_ddpmpp_continuous -o "
+            "sde-vp-cifar10-ddpmpp`") in str(e.value) and "1xYjVMx10N9ivQQBIsEoXEeu9nvSGTBrC" in str(e.value)
+    with pytest.raises(ModelNotFoundError, match="Did you mean 'vp-mle-cifar10'") as e:
+        resolve_pretrained("vp-mle-cifar")
+    assert "hf download" not in str(e.value)
+    assert {x.name: x.status for x in registry()[0]}["vp-mle-cifar10"] == zoo.CONVERT_STATUS
+
+
+def test_every_published_checkpoint_has_a_command_that_scorezoo_convert_accepts():
+    """The command of each row parses as `scorezoo convert` arguments, names a config the converter knows, writes the
+    folder of the row's name, and the README's and the docs' example is the command of its row."""
+    import shlex
+
+    from scorezoo.cli import build_parser
+    from scorezoo.convert.configs import SCORE_SDE_CONFIGS, load_config
+    from scorezoo.zoo import convert_command, published_models
+
+    rows, where = published_models()
+    assert rows and set(where) == {row["source"] for row in rows}
+    for row in rows:
+        argv = shlex.split(convert_command(row))
+        assert argv[0] == "scorezoo"
+        args = build_parser().parse_args(argv[1:])
+        assert args.format == row["source"] and args.output == row["name"]
+        assert row["url"].startswith("https://drive.google.com/drive/folders/")
+        if row["source"] == "score_sde":
+            assert args.config in SCORE_SDE_CONFIGS
+        else:
+            assert args.config is None and load_config(args.checkpoint.rstrip("/"), "score_flow")
+    example = convert_command(next(r for r in rows if r["name"] == "subvp-mle-cifar10-deep"))
+    for doc in ("README.md", "docs/official-checkpoints.md"):
+        assert example in (ROOT / doc).read_text()
 
 
 def _run(args, env, cwd):

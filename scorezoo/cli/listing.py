@@ -5,21 +5,51 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 
-from .common import EXIT_FAILED, EXIT_OK, common_parent, fmt
+from .common import EXIT_FAILED, EXIT_OK, common_parent
+
+#: the widest line of the default table and its note (a terminal of 120 columns)
+WIDTH = 120
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("list", parents=[common_parent()], help="the zoo: models, measured bits/dim, where they are")
-    p.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--wide", action="store_true",
+                      help="every column (Hub id, data set, resolution, eval split, where a published checkpoint is "
+                           "and the command that converts it), however wide")
+    view.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table (every field)")
     p.set_defaults(func=run)
 
 
-def measured(value: float | None, stderr: float | None, unit: str = "") -> str:
-    """``"1.805 ± 0.015"`` (with a unit when given), ``"—"`` when there is no value."""
-    if value is None:
-        return "—"
-    return f"{fmt(value, 3)}" + (f" ± {fmt(stderr, 3)}" if stderr is not None else "") + unit
+def rows(entries, wide: bool = False) -> list[list[str]]:
+    """The table of :func:`run`, header first: name, status, SDE, weighting, parameters and the held-out figures
+    (:meth:`scorezoo.zoo.ZooEntry.held_out`), within :data:`WIDTH` columns; ``wide`` adds the Hub id, data set,
+    resolution, eval split and, for a published checkpoint, its ``scorezoo convert`` command and where it is
+    published, and spells the status out."""
+    from .. import zoo
+
+    head = ["name", "status", "sde", "weighting", "params", "held-out (ODE)", "held-out (bound)"]
+    out = [head + (["hub id", "dataset", "resolution", "eval split", "convert with", "published at"] if wide else [])]
+    for e in entries:
+        status = "convert" if e.status == zoo.CONVERT_STATUS and not wide else e.status
+        row = [e.name + (" *" if e.default else ""), status, e.sde or "—", e.weighting or "—",
+               f"{e.parameters:,}" if e.parameters is not None else "—", e.held_out("ode"), e.held_out("bound")]
+        if wide:
+            row += [e.repo_id, e.dataset or "—", e.resolution or "—", e.eval_split or "—", e.conversion or "—",
+                    e.published_at or "—"]
+        out.append(row)
+    return out
+
+
+#: the note under the table: the marks, units and statuses
+NOTE = ("* default model. held-out: bits/dim (nats per point for continuous data) ± standard error, on the split "
+        "of each card (--wide shows it). status: bundled = installed with scorezoo; cached = in the local Hugging "
+        "Face cache; remote = downloaded from the Hub on first use; convert = the authors' published checkpoint, "
+        "made into a pipeline folder by `scorezoo convert` (--wide, or from_pretrained with its name, gives the "
+        "command and where the checkpoint is); reported = the authors' figure, not measured here (score_sde_pytorch "
+        "publishes one per checkpoint; score_flow none per run).")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,22 +66,6 @@ def run(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no models found: nothing bundled in {zoo.BUNDLED_DIR} and no cards in {zoo.CARDS_DIR}.")
         return EXIT_FAILED if problems else EXIT_OK
-    rows = [["name", "hub id", "sde", "weighting", "dataset", "resolution", "params", "held-out (ODE)",
-             "held-out (bound)", "eval split", "status"]]
-    for e in entries:
-        if e.bpd_ode is None and e.nll_ode is not None:  # continuous data: nats per point
-            ode, bound = measured(e.nll_ode, e.nll_ode_stderr, " nats"), measured(e.nll_bound, e.nll_bound_stderr,
-                                                                                 " nats")
-        else:
-            ode, bound = measured(e.bpd_ode, e.bpd_ode_stderr), measured(e.bpd_bound, e.bpd_bound_stderr)
-            if e.bpd_ode is None and e.bpd_reported is not None:
-                ode = f"{e.bpd_reported:.2f} (reported)"
-        rows.append([e.name + (" *" if e.default else ""), e.repo_id, e.sde or "—", e.weighting or "—",
-                     e.dataset or "—", e.resolution or "—", f"{e.parameters:,}" if e.parameters is not None else "—",
-                     ode, bound, e.eval_split or "—", e.status])
-    print(text_table(rows, right={6}))
-    print("* default model. held-out: bits/dim (nats per point for continuous data) ± standard error. status: "
-          "bundled = installed with scorezoo; cached = in the local Hugging Face cache; remote = downloaded from the "
-          "Hub on first use; convert = the authors' checkpoint, turned into a pipeline by `scorezoo convert` "
-          "(reported = the authors' figure, not measured here).")
+    print(text_table(rows(entries, wide=args.wide), right={4}))
+    print(textwrap.fill(NOTE, WIDTH))
     return EXIT_FAILED if problems else EXIT_OK

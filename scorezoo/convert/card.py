@@ -24,7 +24,7 @@ def _reported(source: str, config: str) -> tuple[float | None, str]:
     rows, where = published_models()
     for row in rows:
         if row["source"] == source and row["config"] == config:
-            return row.get("bpd_reported"), where.get(source, "")
+            return row.get("bpd_reported"), f"{row['url']}, {where.get(source, '')}"
     return None, where.get(source, "")
 
 

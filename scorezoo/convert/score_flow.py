@@ -30,10 +30,10 @@ from .configs import SCORE_FLOW_RUN, load_config
 __all__ = ["read_msgpack", "find_checkpoint", "flax_names", "convert_score_flow"]
 
 # flax class of each top-level module of NCSNpp.all_modules (and of its pyramid resamplers)
-_FLAX_CLASS = {ncsnpp._GaussianFourierProjection: "GaussianFourierProjection", nn.Linear: "Dense",
-               nn.Conv2d: "Conv", nn.GroupNorm: "GroupNorm", ncsnpp._ResnetBlockBigGANpp: "ResnetBlockBigGANpp",
-               ncsnpp._ResnetBlockDDPMpp: "ResnetBlockDDPMpp", ncsnpp._AttnBlockpp: "AttnBlockpp",
-               ncsnpp._Upsample: "Upsample", ncsnpp._Downsample: "Downsample", ncsnpp._Combine: "Combine"}
+_FLAX_CLASS = {ncsnpp.GaussianFourierProjection: "GaussianFourierProjection", nn.Linear: "Dense",
+               nn.Conv2d: "Conv", nn.GroupNorm: "GroupNorm", ncsnpp.ResnetBlockBigGANpp: "ResnetBlockBigGANpp",
+               ncsnpp.ResnetBlockDDPMpp: "ResnetBlockDDPMpp", ncsnpp.AttnBlockpp: "AttnBlockpp",
+               ncsnpp.Upsample: "Upsample", ncsnpp.Downsample: "Downsample", ncsnpp.Combine: "Combine"}
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -123,7 +123,7 @@ def flax_names(network: ncsnpp.NCSNpp) -> dict[str, str]:
 
 def _leaf(module: nn.Module, param: str) -> tuple[str, Any]:
     """flax leaf name of ``module.<param>`` and the map from the flax array to the torch layout."""
-    if isinstance(module, (nn.Conv2d, ncsnpp._FIRConv2d)) and param == "weight":
+    if isinstance(module, (nn.Conv2d, ncsnpp.FIRConv2d)) and param == "weight":
         return ("kernel" if isinstance(module, nn.Conv2d) else "weight"), lambda a: a.transpose(3, 2, 0, 1)
     if isinstance(module, nn.Linear) and param == "weight":
         return "kernel", lambda a: a.T

@@ -25,7 +25,8 @@ __all__ = ["read_checkpoint", "convert_score_sde"]
 def _numpy_globals() -> list:
     # the official optimization_manager leaves the warm-up lr as a numpy float64 in the optimiser's param_groups:
     # a plain value that weights_only refuses unless its numpy scalar/dtype classes are allowed (no code runs)
-    scalar = np.core.multiarray.scalar if not hasattr(np, "_core") else np._core.multiarray.scalar
+    # numpy's own pickle names the function that rebuilds a scalar (numpy.core in 1.x, numpy._core in 2.x)
+    scalar = np.float64(0).__reduce__()[0]
     dtypes = [type(np.dtype(c)) for c in ("float16", "float32", "float64", "int32", "int64", "bool")]
     return [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
             np.dtype, *dtypes]

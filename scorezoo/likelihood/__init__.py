@@ -7,10 +7,10 @@
 * :mod:`~scorezoo.likelihood.bound`: :func:`likelihood_bound`, the MLE paper's upper bound on ``-log p(x)``.
 
 All log-densities are in nats of the continuous data space; turning them into bits/dim of integer data is the
-dequantization's business (:func:`scorezoo.dequantization.bits_per_dim`).
+dequantization's business (:func:`scorezoo.dequantization.bits_per_dim`). ``scorezoo.likelihood.bits_per_dim``, where
+scorezoo 0.1 had it, still answers, with a ``DeprecationWarning``.
 """
 
-from ..dequantization import bits_per_dim  # noqa: F401  (kept importable from here, where it used to live)
 from ..utils import ScoreFn
 from .bound import BoundResult, likelihood_bound
 from .divergence import divergence_fn, draw_probes
@@ -21,3 +21,16 @@ from .schedule import LikelihoodSchedule, calibrate_schedule, check_schedule
 __all__ = ["log_likelihood", "LikelihoodResult", "likelihood_bound", "BoundResult", "divergence_fn", "draw_probes",
            "ProbabilityFlow", "LogDensityODE", "LikelihoodSchedule", "calibrate_schedule", "check_schedule",
            "ScoreFn"]
+
+
+def __getattr__(name: str):
+    # scorezoo 0.1's public path; imported on use, so that this package imports nothing of the dequantization above it
+    if name == "bits_per_dim":
+        import warnings
+
+        from ..dequantization import bits_per_dim
+
+        warnings.warn("scorezoo.likelihood.bits_per_dim moved: import it from scorezoo.dequantization (or scorezoo).",
+                      DeprecationWarning, stacklevel=2)
+        return bits_per_dim
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,11 @@ A PyTorch port of ``models/ncsnpp.py``, ``models/layerspp.py``, ``models/layers.
 The state dict keeps the official layout (``all_modules.{i}.<Name>_k.<param>``): a score_sde_pytorch checkpoint
 loads once its ``module.`` prefix and its unused ``sigmas`` buffer are dropped (:mod:`scorezoo.convert`).
 Only continuous-time, time-conditional networks exist here (the published likelihood models all are).
+
+The building blocks are public under the official class names (:class:`GaussianFourierProjection`,
+:class:`ResnetBlockDDPMpp`, :class:`ResnetBlockBigGANpp`, :class:`AttnBlockpp`, :class:`Upsample`,
+:class:`Downsample`, :class:`Combine`, and the FIR-resampling :class:`FIRConv2d`): flax names a checkpoint's
+parameters after these classes, so :mod:`scorezoo.convert` reads a score_flow checkpoint by them.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-__all__ = ["NCSNpp", "GROUPNORM_EPS", "upfirdn2d"]
+__all__ = ["NCSNpp", "GROUPNORM_EPS", "upfirdn2d", "GaussianFourierProjection", "ResnetBlockDDPMpp",
+           "ResnetBlockBigGANpp", "AttnBlockpp", "Upsample", "Downsample", "Combine", "FIRConv2d"]
 
 #: GroupNorm epsilon of the official networks (flax's default; a wrong eps shows only as ~1e-4 relative)
 GROUPNORM_EPS = 1e-6
@@ -129,9 +135,17 @@ def _naive_downsample_2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return F.avg_pool2d(x, factor)
 
 
-class _FIRConv2d(nn.Module):
+class FIRConv2d(nn.Module):
     """3×3 convolution fused with FIR up- or downsampling (StyleGAN2's ``upsample_conv_2d`` /
-    ``conv_downsample_2d``); weight ``(out, in, 3, 3)``."""
+    ``conv_downsample_2d``; score_sde's ``up_or_down_sampling.Conv2d``): ``(B, in_ch, H, W) -> (B, out_ch, 2H, 2W)``
+    with ``up``, else ``(B, out_ch, H/2, W/2)``. Parameters ``weight (out_ch, in_ch, 3, 3)`` and ``bias (out_ch,)``.
+
+    Args:
+        in_ch, out_ch: input and output channels.
+        up: upsample (a transposed convolution, then the FIR filter), else downsample (the filter, then a stride-2
+            convolution).
+        fir_kernel: the 1-D FIR taps (``(1, 3, 3, 1)`` in the official configs), used as their outer product.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, up: bool, fir_kernel: tuple[int, ...]):
         super().__init__()
@@ -157,8 +171,15 @@ class _FIRConv2d(nn.Module):
 
 
 # -- layers (score_sde's layerspp.py) -------------------------------------------------------------------------
-class _GaussianFourierProjection(nn.Module):
-    """Random Fourier features ``(B,) -> (B, 2 * embedding_size)``: ``[sin(2 pi x W), cos(2 pi x W)]``, W fixed."""
+class GaussianFourierProjection(nn.Module):
+    """Random Fourier features ``(B,) -> (B, 2 * embedding_size)``: ``[sin(2 pi x W), cos(2 pi x W)]`` (Tancik et al.
+    2020), the NCSN++ time embedding of ``log sigma_t``.
+
+    Args:
+        embedding_size: number of frequencies.
+        scale: standard deviation of the frequencies ``W ~ N(0, scale^2)``, drawn once and not trained (a checkpoint
+            brings its own).
+    """
 
     def __init__(self, embedding_size: int, scale: float):
         super().__init__()
@@ -181,8 +202,14 @@ class _NIN(nn.Module):
         return torch.einsum("bchw,co->bohw", x, self.W) + self.b[None, :, None, None]
 
 
-class _Combine(nn.Module):
-    """Merge the input pyramid into the features: 1×1 conv, then concatenate or add."""
+class Combine(nn.Module):
+    """Merge the progressive input path ``x (B, dim1, H, W)`` into the features ``y (B, dim2, H, W)``: a 1×1
+    convolution of ``x`` to ``dim2`` channels, then concatenated (``(B, 2 dim2, H, W)``) or added (``(B, dim2, H, W)``).
+
+    Args:
+        dim1, dim2: channels of ``x`` and of ``y``.
+        method: ``"cat"`` or ``"sum"``.
+    """
 
     def __init__(self, dim1: int, dim2: int, method: str):
         super().__init__()
@@ -194,8 +221,15 @@ class _Combine(nn.Module):
         return torch.cat([h, y], dim=1) if self.method == "cat" else h + y
 
 
-class _AttnBlockpp(nn.Module):
-    """Self-attention over all pixels, one head, residual (DDPM's attention block)."""
+class AttnBlockpp(nn.Module):
+    """Self-attention over all pixels, one head, residual (DDPM's attention block): ``(B, C, H, W) -> (B, C, H, W)``.
+
+    Args:
+        channels: ``C``.
+        skip_rescale: divide the residual sum by sqrt 2.
+        init_scale: initial scale of the output projection (0 gives 1e-10, as DDPM: the block starts near the
+            identity).
+    """
 
     def __init__(self, channels: int, skip_rescale: bool, init_scale: float):
         super().__init__()
@@ -216,14 +250,23 @@ class _AttnBlockpp(nn.Module):
         return (x + y) / np.sqrt(2.0) if self.skip_rescale else x + y
 
 
-class _Upsample(nn.Module):
-    """×2 upsampling: nearest (+ 3×3 conv), or FIR (fused with a conv when ``with_conv``)."""
+class Upsample(nn.Module):
+    """×2 upsampling ``(B, in_ch, H, W) -> (B, out_ch, 2H, 2W)``: nearest neighbour (then a 3×3 convolution when
+    ``with_conv``), or FIR (fused with the convolution, :class:`FIRConv2d`, when ``with_conv``).
+
+    Args:
+        in_ch: input channels.
+        out_ch: output channels (``None``: ``in_ch``; without ``with_conv`` they must be equal).
+        with_conv: follow (or fuse) the resampling with a 3×3 convolution.
+        fir: FIR resampling (StyleGAN2) instead of nearest neighbour.
+        fir_kernel: the FIR taps.
+    """
 
     def __init__(self, in_ch: int, out_ch: int | None, with_conv: bool, fir: bool, fir_kernel: tuple[int, ...]):
         super().__init__()
         out_ch = out_ch or in_ch
         if with_conv and fir:
-            self.Conv2d_0 = _FIRConv2d(in_ch, out_ch, up=True, fir_kernel=fir_kernel)
+            self.Conv2d_0 = FIRConv2d(in_ch, out_ch, up=True, fir_kernel=fir_kernel)
         elif with_conv:
             self.Conv_0 = _conv(in_ch, out_ch)
         self.with_conv, self.fir, self.fir_kernel = with_conv, fir, tuple(fir_kernel)
@@ -235,14 +278,23 @@ class _Upsample(nn.Module):
         return self.Conv2d_0(x) if self.with_conv else upsample_2d(x, self.fir_kernel)
 
 
-class _Downsample(nn.Module):
-    """×2 downsampling: stride-2 3×3 conv or 2×2 average, or FIR (fused with a conv when ``with_conv``)."""
+class Downsample(nn.Module):
+    """×2 downsampling ``(B, in_ch, H, W) -> (B, out_ch, H/2, W/2)``: a stride-2 3×3 convolution (``with_conv``) or a
+    2×2 average, or FIR (fused with the convolution, :class:`FIRConv2d`, when ``with_conv``).
+
+    Args:
+        in_ch: input channels.
+        out_ch: output channels (``None``: ``in_ch``; without ``with_conv`` they must be equal).
+        with_conv: resample with a convolution.
+        fir: FIR resampling (StyleGAN2) instead of the plain one.
+        fir_kernel: the FIR taps.
+    """
 
     def __init__(self, in_ch: int, out_ch: int | None, with_conv: bool, fir: bool, fir_kernel: tuple[int, ...]):
         super().__init__()
         out_ch = out_ch or in_ch
         if with_conv and fir:
-            self.Conv2d_0 = _FIRConv2d(in_ch, out_ch, up=False, fir_kernel=fir_kernel)
+            self.Conv2d_0 = FIRConv2d(in_ch, out_ch, up=False, fir_kernel=fir_kernel)
         elif with_conv:
             self.Conv_0 = _conv(in_ch, out_ch, stride=2, padding=0)
         self.with_conv, self.fir, self.fir_kernel = with_conv, fir, tuple(fir_kernel)
@@ -270,8 +322,19 @@ class _ResnetBlock(nn.Module):
         self.Conv_1 = _conv(out_ch, out_ch, init_scale=init_scale)
 
 
-class _ResnetBlockDDPMpp(_ResnetBlock):
-    """DDPM's residual block with the time embedding added after the first conv."""
+class ResnetBlockDDPMpp(_ResnetBlock):
+    """DDPM's residual block with the time embedding added after the first convolution (DDPM++):
+    ``x (B, in_ch, H, W), temb (B, temb_dim) -> (B, out_ch, H, W)``.
+
+    Args:
+        act: the activation module (SiLU in the official configs).
+        in_ch: input channels.
+        out_ch: output channels (``None``: ``in_ch``; otherwise a per-pixel linear map takes the skip path there).
+        temb_dim: size of the time embedding.
+        dropout: dropout rate before the second convolution.
+        skip_rescale: divide the residual sum by sqrt 2.
+        init_scale: initial scale of the second convolution (0 gives 1e-10, as DDPM).
+    """
 
     def __init__(self, act: nn.Module, in_ch: int, out_ch: int | None, temb_dim: int, dropout: float,
                  skip_rescale: bool, init_scale: float):
@@ -290,8 +353,18 @@ class _ResnetBlockDDPMpp(_ResnetBlock):
         return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
 
 
-class _ResnetBlockBigGANpp(_ResnetBlock):
-    """BigGAN's residual block; it resamples (``up``/``down``) both branches inside."""
+class ResnetBlockBigGANpp(_ResnetBlock):
+    """BigGAN's residual block, which resamples both branches inside (NCSN++):
+    ``x (B, in_ch, H, W), temb (B, temb_dim) -> (B, out_ch, H', W')`` with ``H' = 2H`` for ``up``, ``H/2`` for
+    ``down``, else ``H``.
+
+    Args:
+        act, in_ch, out_ch, temb_dim, dropout, skip_rescale, init_scale: as :class:`ResnetBlockDDPMpp` (the skip
+            path gets a 1×1 convolution when the channels change or the block resamples).
+        fir: FIR resampling (StyleGAN2) instead of nearest neighbour / 2×2 average.
+        fir_kernel: the FIR taps.
+        up, down: upsample or downsample by 2 (at most one of them).
+    """
 
     def __init__(self, act: nn.Module, in_ch: int, out_ch: int | None, temb_dim: int, dropout: float,
                  skip_rescale: bool, init_scale: float, fir: bool, fir_kernel: tuple[int, ...],
@@ -395,16 +468,16 @@ class NCSNpp(ModelMixin, ConfigMixin):
 
         def block(in_ch: int, out_ch: int | None = None, up: bool = False, down: bool = False) -> nn.Module:
             if resblock_type == "ddpm":
-                return _ResnetBlockDDPMpp(act, in_ch, out_ch, temb_dim, dropout, skip_rescale, init_scale)
-            return _ResnetBlockBigGANpp(act, in_ch, out_ch, temb_dim, dropout, skip_rescale, init_scale, fir,
+                return ResnetBlockDDPMpp(act, in_ch, out_ch, temb_dim, dropout, skip_rescale, init_scale)
+            return ResnetBlockBigGANpp(act, in_ch, out_ch, temb_dim, dropout, skip_rescale, init_scale, fir,
                                         fir_kernel, up=up, down=down)
 
         def attn(channels: int) -> nn.Module:
-            return _AttnBlockpp(channels, skip_rescale, init_scale)
+            return AttnBlockpp(channels, skip_rescale, init_scale)
 
         modules: list[nn.Module] = []
         if embedding_type == "fourier":
-            modules.append(_GaussianFourierProjection(nf, fourier_scale))
+            modules.append(GaussianFourierProjection(nf, fourier_scale))
         for fan_in in (2 * nf if embedding_type == "fourier" else nf, temb_dim):
             modules.append(nn.Linear(fan_in, temb_dim))
             _default_init_(modules[-1].weight)
@@ -412,9 +485,9 @@ class NCSNpp(ModelMixin, ConfigMixin):
 
         # parameter-free pyramid resamplers live outside all_modules, as in the official network
         if progressive == "output_skip":
-            self.pyramid_upsample = _Upsample(num_channels, None, False, fir, fir_kernel)
+            self.pyramid_upsample = Upsample(num_channels, None, False, fir, fir_kernel)
         if progressive_input == "input_skip":
-            self.pyramid_downsample = _Downsample(num_channels, None, False, fir, fir_kernel)
+            self.pyramid_downsample = Downsample(num_channels, None, False, fir, fir_kernel)
 
         modules.append(_conv(num_channels, nf))
         hs_c = [nf]
@@ -428,15 +501,15 @@ class NCSNpp(ModelMixin, ConfigMixin):
                 hs_c.append(in_ch)
             if level != num_resolutions - 1:
                 if resblock_type == "ddpm":
-                    modules.append(_Downsample(in_ch, None, resamp_with_conv, fir, fir_kernel))
+                    modules.append(Downsample(in_ch, None, resamp_with_conv, fir, fir_kernel))
                 else:
                     modules.append(block(in_ch, down=True))
                 if progressive_input == "input_skip":
-                    modules.append(_Combine(input_pyramid_ch, in_ch, progressive_combine))
+                    modules.append(Combine(input_pyramid_ch, in_ch, progressive_combine))
                     if progressive_combine == "cat":
                         in_ch *= 2
                 elif progressive_input == "residual":
-                    modules.append(_Downsample(input_pyramid_ch, in_ch, True, fir, fir_kernel))
+                    modules.append(Downsample(input_pyramid_ch, in_ch, True, fir, fir_kernel))
                     input_pyramid_ch = in_ch
                 hs_c.append(in_ch)
 
@@ -456,11 +529,11 @@ class NCSNpp(ModelMixin, ConfigMixin):
                 modules += [_group_norm(in_ch), _conv(in_ch, in_ch)]
                 pyramid_ch = in_ch
             elif progressive == "residual":
-                modules.append(_Upsample(pyramid_ch, in_ch, True, fir, fir_kernel))
+                modules.append(Upsample(pyramid_ch, in_ch, True, fir, fir_kernel))
                 pyramid_ch = in_ch
             if level != 0:
                 if resblock_type == "ddpm":
-                    modules.append(_Upsample(in_ch, None, resamp_with_conv, fir, fir_kernel))
+                    modules.append(Upsample(in_ch, None, resamp_with_conv, fir, fir_kernel))
                 else:
                     modules.append(block(in_ch, up=True))
 
