@@ -7,8 +7,9 @@ needs the ``app`` extra (gradio, matplotlib) and no network. Three tabs, each a 
   2-D model, the samples next to a heatmap of the exact density.
 * **Likelihood**: each uploaded file is scored by one call of ``pipe.bits_per_dim`` (the bits/dim, its standard
   error, the bits along ODE time and the per-pixel bits map), a colour photo by the photo model at its own
-  resolution tile by tile, next to PNG, WebP and JPEG XL lossless for the same pixels.
-* **Models**: the zoo registry (:func:`scorezoo.zoo.registry`) with the cards' held-out figures, and the cards.
+  resolution tile by tile, next to PNG, WebP and JPEG XL lossless for the same pixels and in plain words.
+* **Models**: the zoo registry (:func:`scorezoo.zoo.registry`, so a newly bundled model is listed without a change
+  here) with the cards' held-out figures, and the cards.
 
 Modules: :mod:`.compute` (what is computed; no Gradio), :mod:`.figures` (what is drawn), one ``tab_*`` module per
 tab, :mod:`.app` (:func:`~scorezoo.demo.app.build_demo`, :func:`~scorezoo.demo.app.main`). Requests are served

@@ -1,9 +1,12 @@
-"""What the demo draws: pictures through :mod:`scorezoo.display` (shared with the command line) and two
-matplotlib figures (the bits accumulated along ODE time, the 2-D density)."""
+"""What the demo draws: pictures through :mod:`scorezoo.display` (shared with the command line) and three
+matplotlib figures (the bits map with its colour bar, the bits accumulated along ODE time, the 2-D density)."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -11,7 +14,7 @@ from ..data import levels_to_uint8
 from ..display import heatmap, image_grid, upscale
 from .compute import ImageScore
 
-__all__ = ["picture", "bits_map_picture", "sample_grid", "trajectory_figure", "density_figure"]
+__all__ = ["picture", "bits_map_figure", "bits_map_picture", "sample_grid", "trajectory_figure", "density_figure"]
 
 
 def _with_caption_strip(img: Image.Image) -> Image.Image:
@@ -29,13 +32,29 @@ def picture(score: ImageScore, size: int = 160) -> Image.Image:
     return _with_caption_strip(upscale(levels_to_uint8(score.levels[None], score.num_levels)[0], size))
 
 
-def bits_map_picture(score: ImageScore, size: int = 160) -> tuple[Image.Image, float, float]:
-    """Bits per pixel (channels averaged) as a heatmap the size of :func:`picture`, dark blue (few bits) to yellow;
-    returns ``(picture, lo, hi)``, the bits at the two ends of the colour scale (1st and 99th percentiles)."""
+def bits_map_figure(score: ImageScore, width: float = 6.4) -> Figure:
+    """Bits per pixel (channels averaged) as a heatmap ``width`` inches wide with a colour bar in bits per pixel, in
+    the colours of :func:`scorezoo.display.heatmap` (dark blue: few bits, yellow: many). The bar spans the 1st to 99th
+    percentiles; its arrows stand for the pixels beyond them."""
     bits = score.bits_map.mean(0).numpy()
     lo, hi = (float(v) for v in np.percentile(bits, [1, 99]))
-    img = upscale(np.asarray(heatmap(bits, lo=lo, hi=hi)), size)
-    return _with_caption_strip(img), lo, hi
+    ramp = np.asarray(heatmap(np.linspace(0, 1, 256)[None], lo=0, hi=1))[0] / 255
+    h, w = bits.shape
+    # the map's height follows the picture's aspect within [2.4, 6.4] inches, plus room for the title
+    fig = Figure(figsize=(width, min(max(0.8 * width * h / w, 2.4), 6.4) + 0.5), layout="constrained", dpi=100)
+    ax = fig.add_subplot()
+    im = ax.imshow(bits, cmap=ListedColormap(ramp), vmin=lo, vmax=max(hi, lo + 1e-12), interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(f"{score.name}: {score.bpd:.3f} bits/dim", fontsize=10)
+    fig.colorbar(im, ax=ax, extend="both", shrink=0.9, label="bits per pixel")
+    return fig
+
+
+def bits_map_picture(score: ImageScore) -> Image.Image:
+    """:func:`bits_map_figure` as a picture (100 dpi) for the gallery."""
+    buf = io.BytesIO()
+    bits_map_figure(score).savefig(buf, format="png")
+    return _with_caption_strip(Image.open(buf))
 
 
 def sample_grid(u8: np.ndarray, side: int = 480, gap: int = 2) -> Image.Image:

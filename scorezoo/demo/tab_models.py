@@ -18,6 +18,9 @@ STATUS_NOTE = ("status: *bundled* = installed with scorezoo; *cached* = in the l
 
 #: the likelihood columns (the last two) wide enough for "2.301 ± 0.005 nats/point" within a 1280-pixel page
 COLUMN_WIDTHS = ["17%", "7%", "7%", "5%", "10%", "10%", "9%", "9%", "13%", "13%"]
+#: pixels per row that the table's height allows (a row wrapped to three lines), so that it shows every model
+#: without a scroll box of its own
+ROW_HEIGHT = 80
 
 
 def build_models_tab(ctx: DemoContext, problems: list[str] | tuple[str, ...] = ()) -> None:
@@ -29,9 +32,10 @@ def build_models_tab(ctx: DemoContext, problems: list[str] | tuple[str, ...] = (
         return card_markdown(ctx.model(name))
 
     with gr.Tab("Models"):
-        gr.Dataframe(value=registry_rows(ctx.models), headers=REGISTRY_HEADERS, interactive=False,
+        rows = registry_rows(ctx.models)
+        gr.Dataframe(value=rows, headers=REGISTRY_HEADERS, interactive=False,
                      label="the zoo (held-out likelihood on each card's eval split, ± standard error)", elem_id="zoo",
-                     wrap=True, column_widths=COLUMN_WIDTHS)
+                     wrap=True, column_widths=COLUMN_WIDTHS, max_height=ROW_HEIGHT * (len(rows) + 1))
         gr.Markdown(STATUS_NOTE + "".join(f"\n\n⚠ {p}" for p in problems))
         name = gr.Dropdown([m.name for m in ctx.models], value=ctx.default, label="model card")
         card = gr.Markdown(card_markdown(ctx.model(ctx.default)))

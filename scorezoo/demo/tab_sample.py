@@ -77,6 +77,8 @@ def build_sample_tab(ctx: DemoContext, demo: gr.Blocks) -> None:
                                 visible=image)
                 plot = gr.Plot(label="density and samples", format="png", show_label=False, visible=not image)
                 info = gr.Markdown()
-        go.click(on_sample, [model, sampler, steps, seed, batch], [grid, plot, info], api_name="sample")
+        # one progress bar, over the picture (every output would show its own)
+        go.click(on_sample, [model, sampler, steps, seed, batch], [grid, plot, info], api_name="sample",
+                 show_progress_on=[grid, plot])
         model.change(on_model, model, [grid, plot, batch], api_visibility="private")
     demo.load(on_model, model, [grid, plot, batch], api_visibility="private")

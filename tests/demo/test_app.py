@@ -26,6 +26,7 @@ from scorezoo.datasets import photo_path  # noqa: E402
 from scorezoo.demo import (  # noqa: E402
     DemoSettings, ModelEntry, build_demo, folder_model, registry_rows, score_file, zoo_models,
 )
+from scorezoo.demo.tab_likelihood import FEWER_IS_BETTER  # noqa: E402
 from tests.fixtures_hub import make_zoo  # noqa: E402
 from tests.helpers import tiny_mlp_pipeline, tiny_unet_pipeline  # noqa: E402
 
@@ -168,7 +169,8 @@ def library_bpd(models, path, seed, name="tiny-digits", num_repeats=4, times=Non
 
 
 def test_uploaded_png_gets_the_librarys_bits_per_dim(client, models, png):
-    _, rows, note, _, _, raw = client.predict([handle_file(str(png))], "tiny-digits", 7, 3, api_name="/bits_per_dim")
+    _, rows, note, _, _, raw, _ = client.predict([handle_file(str(png))], "tiny-digits", 7, 3,
+                                                 api_name="/bits_per_dim")
     lib = library_bpd(models, png, 7, num_repeats=3, **EXACT_MAP)
     # the same call on the same bytes with the same seed: identical floats, not merely close
     assert raw[0]["bpd"] == lib.bpd.item()
@@ -184,8 +186,8 @@ def test_uploaded_png_gets_the_librarys_bits_per_dim(client, models, png):
 def test_several_files_each_scored_alone(client, models, png, tmp_path):
     other = tmp_path / "digit.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (8, 8), dtype=np.uint8)).save(other)
-    gallery, _, _, _, maps, raw = client.predict([handle_file(str(png)), handle_file(str(other))], "tiny-digits", 0, 1,
-                                                 api_name="/bits_per_dim")
+    gallery, _, _, _, maps, raw, _ = client.predict([handle_file(str(png)), handle_file(str(other))], "tiny-digits",
+                                                    0, 1, api_name="/bits_per_dim")
     assert [r["file"] for r in raw] == ["pic.png", "digit.png"]
     assert raw[1]["bpd"] == library_bpd(models, other, 0, num_repeats=1, **EXACT_MAP).bpd.item()
     assert raw[1]["stderr"] is None  # one draw has no standard error
@@ -215,8 +217,8 @@ def test_ode_path_and_map_come_from_the_one_call(models, png):
 def test_bit_map_switch_and_2d_models(client, png, flat, models):
     # without the map: no per-dimension terms, the same divergence (the one auto rule: exact at 64 dimensions), and
     # the number is the library's for that plan
-    _, _, note, _, maps, raw = client.predict([handle_file(str(png))], "tiny-digits", 0, 2, False, False,
-                                              api_name="/bits_per_dim")
+    _, _, note, _, maps, raw, _ = client.predict([handle_file(str(png))], "tiny-digits", 0, 2, False, False,
+                                                 api_name="/bits_per_dim")
     assert maps == [] and "exact divergence" in note
     assert raw[0]["bpd"] == library_bpd(models, png, 0, num_repeats=2).bpd.item()
     assert "continuous data" in _error(client, [handle_file(str(png))], flat, 0, api_name="/bits_per_dim")
@@ -266,8 +268,8 @@ def test_bits_map_of_independent_gaussians(tmp_path):
 
 
 def test_colour_photo_goes_to_the_photo_model_at_its_own_resolution(client, models, photo, photo_model, png):
-    gallery, rows, note, _, maps, raw = client.predict([handle_file(str(photo)), handle_file(str(png))], "auto", 0, 0,
-                                                       api_name="/bits_per_dim")
+    files = [handle_file(str(photo)), handle_file(str(png))]
+    gallery, rows, note, _, maps, raw, summary = client.predict(files, "auto", 0, 0, api_name="/bits_per_dim")
     r, digit = raw
     assert (r["model"], digit["model"]) == (photo_model, "tiny-digits")
     # automatic draws: one per patch of a tiled photo (its standard error is over the patches), 4 per digit
@@ -288,17 +290,22 @@ def test_colour_photo_goes_to_the_photo_model_at_its_own_resolution(client, mode
     assert ("jxl_bpd" in r) == codec_available("jxl")
     assert rows["data"][0][3] == f"{r['png_bpd']:.3f}" and "6,144" in rows["data"][0]
     assert digit["png_bpd"] is None and rows["data"][1][3] == "—"  # 17 levels: no 8-bit coder to compare with
-    # shown at its own resolution (never shrunk): 96×64 pixels over the caption strip, and its map the same size
+    # shown at its own resolution (never shrunk): 96×64 pixels over the caption strip; its bits map is a figure with
+    # a colour bar, 640 pixels wide whatever the size of the picture
     assert Image.open(gallery[0]["image"]).size == (96, 64 + 16)
-    assert Image.open(maps[0]["image"]).size == (96, 64 + 16)
+    assert Image.open(maps[0]["image"]).width == Image.open(maps[1]["image"]).width == 640
     assert "hutchinson" in maps[0]["caption"] and "exact" in maps[1]["caption"]
+    # the result in plain words: against the coders for the photo, against the values as they are for the digit
+    assert summary.startswith(FEWER_IS_BETTER)
+    assert f"**chelsea-crop.png**: {r['bpd']:.3f} bits/dim is " in summary and f"PNG's {r['png_bpd']:.3f}" in summary
+    assert f"**pic.png**: {digit['bpd']:.3f} bits/dim is " in summary and "(one of 17 levels)" in summary
 
 
 def test_no_photo_model_falls_back_and_says_so(models, photo):
     demo, url = launch(models, photo_default="")
     try:
-        _, _, note, _, _, raw = Client(url, verbose=False).predict([handle_file(str(photo))], "auto", 0, 1,
-                                                                   api_name="/bits_per_dim")
+        _, _, note, _, _, raw, _ = Client(url, verbose=False).predict([handle_file(str(photo))], "auto", 0, 1,
+                                                                      api_name="/bits_per_dim")
     finally:
         demo.close()
     assert raw[0]["model"] == "tiny-digits" and "no photo model is installed" in raw[0]["chosen_because"]
@@ -311,11 +318,11 @@ def test_light_background_note_and_invert(client, models, tmp_path):
     a[1, 1:7] = 0
     a[np.arange(2, 7), [5, 5, 4, 4, 3]] = 0
     Image.fromarray(a).save(tmp_path / "seven.png")
-    _, _, note, _, _, raw = client.predict([handle_file(str(tmp_path / "seven.png"))], "tiny-digits", 0, 1,
-                                           api_name="/bits_per_dim")
+    _, _, note, _, _, raw, _ = client.predict([handle_file(str(tmp_path / "seven.png"))], "tiny-digits", 0, 1,
+                                              api_name="/bits_per_dim")
     assert "light background" in note and "switch on Invert" in note
-    _, _, note, _, _, raw = client.predict([handle_file(str(tmp_path / "seven.png"))], "tiny-digits", 0, 1, True,
-                                           api_name="/bits_per_dim")
+    _, _, note, _, _, raw, _ = client.predict([handle_file(str(tmp_path / "seven.png"))], "tiny-digits", 0, 1, True,
+                                              api_name="/bits_per_dim")
     assert "light background" not in note and "inverted" in raw[0]["transform"]
     assert raw[0]["bpd"] == library_bpd(models, tmp_path / "seven.png", 0, num_repeats=1, invert=True,
                                         **EXACT_MAP).bpd.item()
@@ -340,7 +347,7 @@ def test_concurrent_requests_run_at_once(models, png, monkeypatch):
         results = [job.result(timeout=120) for job in jobs]
     finally:
         demo.close()
-    assert [len(r[-1]) for r in results] == [1, 1]
+    assert [len(r[5]) for r in results] == [1, 1]
 
 
 def test_handlers_set_torch_threads_in_their_thread():
