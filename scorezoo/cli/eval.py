@@ -39,7 +39,11 @@ def add_parser(sub) -> None:
                         "beside it as .json")
     p.add_argument("--num-repeats", "-k", type=positive_int, default=1, metavar="K",
                    help="dequantization draws per image (default 1; 2 or more also measure the dequantization noise)")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="score only the first N images")
+    subset = p.add_mutually_exclusive_group()
+    subset.add_argument("--limit", type=positive_int, default=None, metavar="N", help="score only the first N images")
+    subset.add_argument("--sample", type=positive_int, default=None, metavar="N",
+                        help="score a uniform random sample of N images (drawn with --seed, the same on every run): "
+                             "an estimate of the whole set's mean, its standard error included")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="images per solve (default 64; patches per solve for tiled photos, default 256); it fixes "
                         "which images share a batch, so keep it when resuming")
@@ -111,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     argv = getattr(args, "argv", None)
     try:
         s = evaluate(model, args.data, args.out, split=args.split, revision=args.revision,
-                     seed=args.seed, limit=args.limit, batch_size=args.batch_size,
+                     seed=args.seed, limit=args.limit, sample=args.sample, batch_size=args.batch_size,
                      plan={**options, "estimator": "bound" if args.bound else "ode", "num_repeats": args.num_repeats,
                            "dequantization": args.dequantization}, plot=args.plot,
                      progress=show_progress(args), keep_process_group=True,

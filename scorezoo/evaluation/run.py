@@ -252,6 +252,7 @@ def evaluate(
     num_repeats: int = 1,
     seed: int = 0,
     limit: int | None = None,
+    sample: int | None = None,
     batch_size: int | None = None,
     estimator: str = "ode",
     solver: str = "auto",
@@ -292,6 +293,9 @@ def evaluate(
         num_repeats: dequantization draws per image, K >= 1 (K >= 2 also measures the dequantization noise).
         seed: >= 0; with the image index and the draw, it fixes every random number of that draw.
         limit: score only the first ``limit`` images.
+        sample: score a uniform random sample of ``sample`` images (drawn with ``seed``; see
+            :meth:`EvalData.sample <scorezoo.evaluation.specs.EvalData.sample>`): the mean then estimates the whole
+            data set's, and its standard error includes the sampling. Not with ``limit``.
         batch_size: images per solve (default 64), patches per solve for tiled pictures (default 256). It fixes
             which images are solved together, so keep it when resuming (it is part of the settings).
         estimator: ``"ode"`` or ``"bound"`` (the likelihood bound; no solver options).
@@ -327,6 +331,9 @@ def evaluate(
     _check_int("num_repeats", num_repeats, 1)
     _check_int("seed", seed, 0)
     _check_int("limit", limit, 1, allow_none=True)
+    _check_int("sample", sample, 1, allow_none=True)
+    if limit is not None and sample is not None:
+        raise ValueError("give limit (the first N images) or sample (N at random), not both.")
     _check_int("batch_size", batch_size, 1, allow_none=True)
     for name, v, allowed in (("estimator", estimator, ESTIMATORS), ("solver", solver, EVAL_SOLVERS),
                              ("divergence", divergence, DIVERGENCES),
@@ -358,6 +365,8 @@ def evaluate(
     ev = load_eval_data(data, data_shape=pipe.data_shape, num_levels=pipe.num_levels, split=split)
     if limit is not None:
         ev = ev.take(limit)
+    if sample is not None:
+        ev = ev.sample(sample, seed)
     batch = batch_size or (DEFAULT_PATCH_BATCH if ev.tile else DEFAULT_BATCH_SIZE)
     if isinstance(plan, dict):
         repeats = int(plan.get("num_repeats", 1))
@@ -374,7 +383,8 @@ def evaluate(
     solver_text = plan.describe()
     n = len(ev)
     config = {"model": model_name, "revision": revision, "model_sha256": _fingerprint(pipe), "data": ev.spec,
-              **({"split": split} if split != "test" else {}), "num_images": n, "limit": limit, "seed": seed,
+              **({"split": split} if split != "test" else {}), "num_images": n, "limit": limit,
+              **({"sample": sample} if sample is not None else {}), "seed": seed,
               "batch_size": batch, "plan": plan.to_dict()}
 
     # the main process checks that existing results come from these settings; every process stops on its answer

@@ -69,9 +69,25 @@ class EvalData:
 
     def take(self, n: int) -> "EvalData":
         """The first ``n`` images (``--limit``)."""
-        return EvalData(self.spec, self.description, self.sources[:n],
-                        None if self.levels is None else self.levels[:n], None if self.paths is None else
-                        self.paths[:n], self.tile, self.data_shape, self.num_levels)
+        return self._subset(list(range(min(n, len(self)))), self.description)
+
+    def sample(self, n: int, seed: int) -> "EvalData":
+        """A uniform random sample of ``n`` of the images without replacement (``--sample``), in the data's order:
+        the first ``n`` of a permutation drawn with ``torch.Generator().manual_seed(seed)``, so the same ``n`` and
+        ``seed`` give the same images on every machine and process. Its mean bits/dim estimates the whole data's
+        (an unbiased estimate, with the standard error of a sample mean); ``n`` at least the data's size takes all.
+        """
+        if n >= len(self):
+            return self
+        pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values.tolist()
+        return self._subset(pick, f"{self.description}; a uniform random sample of {n:,} of its {len(self):,} "
+                                  f"images (seed {seed})")
+
+    def _subset(self, idx: list[int], description: str) -> "EvalData":
+        return EvalData(self.spec, description, [self.sources[i] for i in idx],
+                        None if self.levels is None else self.levels[idx],
+                        None if self.paths is None else [self.paths[i] for i in idx], self.tile, self.data_shape,
+                        self.num_levels)
 
 
 def _pictures(spec: str) -> list[Path]:

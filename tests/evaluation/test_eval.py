@@ -308,3 +308,24 @@ def test_the_photo_data_sets():
     assert photos.tile and [Path(p).stem for p in photos.paths] == ["chelsea", "coffee", "china"]
     with pytest.raises(ValueError, match="does not fit --data photo-patches"):
         load_eval_data("photo-patches", data_shape=(3, 16, 16), num_levels=17)
+
+
+def test_a_sample_is_a_seeded_uniform_subset(model_dir, tmp_path):
+    """--sample N scores N distinct images drawn with the seed (the same on every run, in the data's order), says so
+    in the description, and is refused together with --limit."""
+    from scorezoo.evaluation.specs import load_eval_data
+
+    full = load_eval_data("digits", data_shape=(1, 8, 8), num_levels=17)
+    picked = full.sample(7, seed=3)
+    assert picked.sources == full.sample(7, seed=3).sources != full.sample(7, seed=4).sources
+    assert len(set(picked.sources)) == 7 and set(picked.sources) <= set(full.sources)
+    order = [full.sources.index(s) for s in picked.sources]
+    assert order == sorted(order) and order != list(range(7))
+    at = {s: i for i, s in enumerate(full.sources)}
+    assert all(torch.equal(picked.levels[k], full.levels[at[s]]) for k, s in enumerate(picked.sources))
+    assert full.sample(10_000, seed=0) is full
+    s = evaluate(str(model_dir), "digits", tmp_path / "s.jsonl", sample=4, seed=3, batch_size=2, **KW)
+    assert [r["source"] for r in s.records] == full.sample(4, seed=3).sources
+    assert "random sample of 4 of its" in json.loads(s.summary_path.read_text())["data_description"]
+    with pytest.raises(ValueError, match="not both"):
+        evaluate(str(model_dir), "digits", tmp_path / "t.jsonl", sample=4, limit=2, **KW)
