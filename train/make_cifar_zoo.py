@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from scorezoo import ScorePipeline
+from scorezoo.compression import CODECS, lossless_bits_per_dim
 from scorezoo.dequantization import uniform_dequantize
 from scorezoo.datasets import load_cifar10_split
 
@@ -67,6 +68,25 @@ def bundle(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def codecs(args: argparse.Namespace) -> None:
+    """PNG, WebP lossless and JPEG XL lossless of every image of the split, one JSON line per image (resumable)."""
+    images, _, _ = load_cifar10_split(None, args.split)
+    out = Path(args.out)
+    done = sum(1 for _ in out.open()) if out.exists() else 0
+    t0 = time.perf_counter()
+    with out.open("a") as f:
+        for i in range(done, len(images)):
+            row = {"index": i, **{c: lossless_bits_per_dim(images[i], c) for c in CODECS}}
+            f.write(json.dumps(row) + "\n")
+            if i % 1000 == 999:
+                f.flush()
+                print(f"{i + 1} images, {time.perf_counter() - t0:.0f} s", flush=True)
+    rows = [json.loads(line) for line in out.open()]
+    for c in CODECS:
+        v = torch.tensor([r[c] for r in rows if r[c] is not None], dtype=torch.float64)
+        print(f"{c}: {v.mean():.4f} ± {v.std() / len(v) ** 0.5:.4f} bits/dim over {len(v)} images")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="stage", required=True)
@@ -78,11 +98,16 @@ def main(argv=None) -> None:
     b.add_argument("--reference-tol", type=float, default=1e-5)
     b.add_argument("--command", default=None, help="the training command to record (default: the canonical one)")
     b.add_argument("--threads", type=int, default=None)
+    c = sub.add_parser("codecs", help="PNG, WebP and JPEG XL lossless of every image of a split (JSON lines)")
+    c.add_argument("--split", default="test")
+    c.add_argument("--out", default="runs/cifar10-test-codecs.jsonl")
     args = ap.parse_args(argv)
-    if args.threads:
+    if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     if args.stage == "bundle":
         bundle(args)
+    elif args.stage == "codecs":
+        codecs(args)
 
 
 if __name__ == "__main__":

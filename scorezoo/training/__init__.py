@@ -26,7 +26,7 @@ from ..lazy import lazy_exports
 _EXPORTS = {
     "DEFAULTS": "config", "DESCRIPTIONS": "config", "ConfigError": "config", "load_config": "config",
     "parse_overrides": "config", "check_config": "config", "defaults": "config",
-    "TrainState": "data", "make_batch": "data", "load_data": "data",
+    "TrainState": "batches", "make_batch": "batches", "load_data": "batches",
     "build_and_check_network": "network",
     "train": "loop", "resolve_checkpoint": "loop",
     "TrainingTask": "task", "TASKS": "task",
