@@ -31,3 +31,34 @@ def test_no_module_uses_another_modules_private_names():
     """convert/score_flow.py used eight private classes of models/ncsnpp.py; what a module needs of another is public
     and documented there."""
     assert [use for path in sorted(PACKAGE.rglob("*.py")) for use in _private_uses(path)] == []
+
+
+def _packages_with_all() -> list[str]:
+    """Every package and module of scorezoo whose source defines ``__all__``."""
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "__all__" not in path.read_text(encoding="utf-8") or path.name == "__main__.py":
+            continue
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_every_exported_name_resolves():
+    """Each name in a module's ``__all__`` can be got from it, the lazily imported ones included: a renamed module
+    (training.data became training.batches) once left ``from scorezoo.training import TrainState`` failing."""
+    import importlib
+
+    missing = []
+    for name in _packages_with_all():
+        module = importlib.import_module(name)
+        missing += [f"{name}.{attr}" for attr in module.__all__ if not _resolves(module, attr)]
+    assert missing == []
+
+
+def _resolves(module, attr: str) -> bool:
+    try:
+        getattr(module, attr)
+    except (AttributeError, ImportError):
+        return False
+    return True
