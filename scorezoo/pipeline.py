@@ -432,7 +432,7 @@ class ScorePipeline:
         invert: bool = False,
         times: torch.Tensor | None = None,
         num_repeats: int = 1,
-        divergence: str = "hutchinson",
+        divergence: str | None = None,
         estimator: str = "ode",
         max_batch_size: int = 64,
         tile: bool | None = None,
@@ -465,8 +465,8 @@ class ScorePipeline:
             invert: pictures only: map each value ``v`` in [0, 1] to ``1 - v`` (see :func:`scorezoo.data.load_image`).
             times: ODE times at which to report the bits/dim accounted for so far (``bpd_path``).
             num_repeats: dequantization draws per image (or patch), >= 1.
-            divergence: ``"hutchinson"``, ``"exact"`` or ``"auto"`` (ODE only; see
-                :meth:`ScoringPlan.create <scorezoo.scoring.ScoringPlan.create>`).
+            divergence: ``"hutchinson"`` (default for the ODE), ``"exact"`` or ``"auto"`` (ODE only: the bound takes
+                none; see :meth:`ScoringPlan.create <scorezoo.scoring.ScoringPlan.create>`).
             estimator: ``"ode"`` (the probability-flow likelihood) or ``"bound"`` (the MLE paper's upper bound;
                 ``num_time_points``, ``num_decoder_samples`` as :func:`scorezoo.likelihood.likelihood_bound`).
             max_batch_size: at most this many dequantized inputs (image or patch × draw) per solve; a solve holds all
@@ -492,10 +492,12 @@ class ScorePipeline:
                 dequantizer, ``plan=`` together with options.
         """
         if plan is None:
+            if divergence is None:
+                divergence = "hutchinson" if estimator == "ode" else "auto"
             plan = plan_from_options(self, num_repeats=num_repeats, divergence=divergence, estimator=estimator,
                                  max_batch_size=max_batch_size, tile=tile, dequantization=dequantization,
                                  schedule=schedule, per_dimension=per_dimension, **solver_options)
         elif solver_options or (num_repeats, divergence, estimator, max_batch_size, tile, dequantization, schedule,
-                                per_dimension) != (1, "hutchinson", "ode", 64, None, "uniform", None, False):
+                                per_dimension) != (1, None, "ode", 64, None, "uniform", None, False):
             raise ValueError("give the options as plan= or as keyword arguments, not both.")
         return score_images(self, images, plan, generator=generator, invert=invert, times=times)

@@ -287,7 +287,7 @@ def plan_from_options(pipe: "ScorePipeline", *, schedule: str | None = None, opt
         kwargs["step_size"] = options["step_size"]
     method = kwargs.get("method")
     kind = "calibrated" if schedule else "fixed" if method is not None and method in SOLVERS and \
-        not SOLVERS[method].adaptive else "adaptive"
+        not SOLVERS[method].adaptive else "auto" if kwargs.get("estimator") == "bound" else "adaptive"
     return ScoringPlan.create(pipe, solver=kind, backend=solver, bits_map=per_dimension, **kwargs)
 
 

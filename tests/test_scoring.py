@@ -163,3 +163,14 @@ def test_cli_eval_and_app_give_the_same_number(models, tmp_path, capsys, tiling,
     assert via_cli == pytest.approx(via_lib, rel=1e-9)
     assert via_eval == pytest.approx(via_lib, rel=1e-9)
     assert via_app == pytest.approx(via_lib, rel=1e-9)
+
+
+def test_the_pipelines_defaults_serve_the_bound_and_refuse_a_divergence_with_it():
+    """``pipe.bits_per_dim(x, estimator="bound")`` with the other options at their defaults: the default divergence
+    is the ODE's, so the bound takes none (it once raised "drop divergence"); one given with the bound is refused."""
+    pipe = tiny_unet_pipeline()
+    x = torch.randint(0, pipe.num_levels, (1, *pipe.data_shape))
+    res = pipe.bits_per_dim(x, estimator="bound", num_time_points=4, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(res.bpd).all()
+    with pytest.raises(ValueError, match="drop divergence"):
+        pipe.bits_per_dim(x, estimator="bound", divergence="hutchinson")
