@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from scorezoo.data import MAX_IMAGE_PIXELS, background_is_light, load_image
-from tests.fixtures_images import CORPUS, make_corpus, write_bomb
+from tests.fixtures_images import CORPUS, REFUSED_WHEN_SCORED, make_corpus, write_bomb
+from tests.helpers import tiny_unet_pipeline
 
 SHAPE, K = (1, 8, 8), 17
 
@@ -23,7 +24,14 @@ def corpus(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_every_corpus_file_scores_or_is_refused_by_name(corpus, name):
     path = corpus[name]
-    if CORPUS[name] is None:
+    if name in REFUSED_WHEN_SCORED:
+        li = load_image(path, data_shape=SHAPE, num_levels=K)
+        assert li.levels.shape == SHAPE and "upscale" in li.transform
+        with pytest.raises(ValueError) as e:
+            tiny_unet_pipeline(num_levels=K).bits_per_dim(str(path))
+        msg = str(e.value)
+        assert re.search(CORPUS[name], msg) and str(path) in msg and "\n" not in msg
+    elif CORPUS[name] is None:
         for shape in (SHAPE, (3, 8, 8)):
             li = load_image(path, data_shape=shape, num_levels=K)
             assert li.levels.shape == shape and li.levels.dtype == torch.long

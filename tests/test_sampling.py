@@ -68,7 +68,7 @@ def test_sampler_errors(small_gaussian):
         get_sampler("pc")(small_gaussian, sde, x[:0], times, progress=False)
     with pytest.raises(ValueError, match="rtol and atol do nothing"):
         get_sampler("ode")(small_gaussian, sde, x, times, method="rk4", rtol=1e-3, progress=False)
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown ODE method"):
         get_sampler("ode")(small_gaussian, sde, x, times, method="nope", progress=False)
 
 

@@ -94,7 +94,7 @@ def test_roles_prefer_the_kind_they_name(roles):
 
 def test_comments_and_attribute_sections_become_docstrings(roles):
     _, _, package = roles
-    assert package["likelihood.ode.FIXED_STEP_METHODS"].docstring.value.startswith("torchdiffeq's methods")
+    assert package["likelihood.ode.FIXED_STEP_METHODS"].docstring.value.startswith("fixed-step methods of")
     assert package["pipeline.BitsPerDimResult.bpd"].docstring.value.startswith("``(B,)`` bits/dim per image")
 
 
