@@ -38,7 +38,7 @@ from typing import Any
 __all__ = ["resolve_pretrained", "folder_entry", "published_models", "convert_command", "PUBLISHED_FILE",
            "CONVERT_STATUS", "ZOO_NAMESPACE", "BUNDLED_DIR", "CARDS_DIR", "DEFAULT_MODEL", "bundled_models",
            "ModelNotFoundError", "ZooEntry", "registry", "parse_card", "format_held_out", "default_model",
-           "default_photo_model", "hf_cache_status"]
+           "default_photo_model", "size_models", "hf_cache_status"]
 
 ZOO_NAMESPACE = "scorezoo"
 #: zoo models shipped inside the package
@@ -367,6 +367,21 @@ def default_model(entries: list[ZooEntry] | None = None) -> str:
     """The short name of the model whose card says ``default: true`` (else :data:`DEFAULT_MODEL`)."""
     entries = registry()[0] if entries is None else entries
     return next((e.name for e in entries if e.default), DEFAULT_MODEL)
+
+
+def size_models(entries: list[ZooEntry] | None = None) -> dict[tuple[int, int], str]:
+    """``{(width, height): name}`` of the colour models that can be loaded here (bundled or cached) and score a
+    picture of exactly their size whole, not tile by tile: ``{(32, 32): "vp-mle-cifar10-small"}`` with the zoo of
+    scorezoo 0.2. The photo model (``default_photo``) and models of patches are left out; of two models of one size,
+    the first by name wins."""
+    entries = registry()[0] if entries is None else entries
+    out: dict[tuple[int, int], str] = {}
+    for e in sorted(entries, key=lambda e: e.name):
+        parts = (e.resolution or "").split("x")
+        if (e.status in ("bundled", "cached") and not e.default_photo and len(parts) == 3 and parts[2] == "3"
+                and e.dataset not in ("photo_patches", "photo_folder")):
+            out.setdefault((int(parts[1]), int(parts[0])), e.name)
+    return out
 
 
 def default_photo_model(entries: list[ZooEntry] | None = None) -> str | None:

@@ -199,3 +199,27 @@ def test_download_through_loopback_hub_then_offline(tmp_path):
     again = _run(cli, {**env, "HF_HUB_OFFLINE": "1"}, tmp_path)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["results"][0]["bpd"] == got
+
+
+def test_size_models_pick_whole_picture_colour_models_and_choose_model_uses_them(tmp_path):
+    """A 32×32 colour picture goes to the zoo's model of 32×32 colour pictures, a larger one to the photo model, a
+    small grey one to the digits model; models of patches and the photo model are not size models."""
+    from PIL import Image
+
+    from scorezoo.scoring import choose_model
+    from scorezoo.zoo import ZooEntry, size_models
+
+    entries = [ZooEntry("c32", "o/c32", dataset="cifar10", resolution="32x32x3", status="bundled"),
+               ZooEntry("c32-remote", "o/r", dataset="cifar10", resolution="32x32x3", status="remote"),
+               ZooEntry("patches", "o/p", dataset="photo_patches", resolution="16x16x3", status="bundled",
+                        default_photo=True),
+               ZooEntry("wide", "o/w", dataset="image_folder", resolution="24x48x3", status="cached"),
+               ZooEntry("digits", "o/d", dataset="digits", resolution="8x8x1", status="bundled")]
+    assert size_models(entries) == {(32, 32): "c32", (48, 24): "wide"}
+    rng = np.random.default_rng(0)
+    for name, shape in (("c.png", (32, 32, 3)), ("big.png", (40, 40, 3)), ("d.png", (8, 8))):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(tmp_path / name)
+    pick = {n: choose_model(str(tmp_path / n), default="digits", photo="patches", small_colour=size_models(entries))
+            for n in ("c.png", "big.png", "d.png")}
+    assert pick["c.png"] == ("c32", "a colour picture of 32×32: the model of 32×32 colour pictures")
+    assert pick["big.png"][0] == "patches" and pick["d.png"][0] == "digits"

@@ -82,7 +82,9 @@ def _choose_model(image) -> tuple[str, str]:
     from .. import zoo
     from ..scoring import choose_model
 
-    return choose_model(image, default=zoo.default_model(), photo=zoo.default_photo_model())
+    entries = zoo.registry()[0]
+    return choose_model(image, default=zoo.default_model(entries), photo=zoo.default_photo_model(entries),
+                        small_colour=zoo.size_models(entries))
 
 
 def _plan(args: argparse.Namespace, pipe, name: str):

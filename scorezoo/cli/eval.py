@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
 
 def _default_model(data: list[str]) -> tuple[str, str]:
     """``(model, why)``: the zoo's model for the data when ``--model`` is not given: the default model for the digits,
-    the photo model for the photos, and for picture files the model :func:`scorezoo.scoring.choose_model` picks for
+    the model of 32×32 colour pictures for CIFAR-10, the photo model for the photos, and for picture files the model :func:`scorezoo.scoring.choose_model` picks for
     the first of them (by size and content)."""
     from .. import zoo
     from ..evaluation.specs import first_picture
@@ -66,6 +66,12 @@ def _default_model(data: list[str]) -> tuple[str, str]:
 
     if data == ["digits"]:
         return zoo.default_model(), "the digits"
+    if data[0] == "cifar10" or data[0].startswith("cifar10:"):
+        model = zoo.size_models().get((32, 32))
+        if model is None:
+            raise CLIError("no model of 32×32 colour pictures is installed: give --model (scorezoo list).",
+                           EXIT_USAGE)
+        return model, "CIFAR-10: the zoo's model of 32×32 colour pictures"
     photo = zoo.default_photo_model()
     if data[0] in ("photo-patches", "photos") or data[0].startswith("photos:"):
         if photo is None:
@@ -77,7 +83,7 @@ def _default_model(data: list[str]) -> tuple[str, str]:
         raise CLIError(str(e), EXIT_USAGE) from None
     if first is None:
         raise CLIError("give --model for this data (scorezoo list shows the zoo).", EXIT_USAGE)
-    model, why = choose_model(str(first), default=zoo.default_model(), photo=photo)
+    model, why = choose_model(str(first), default=zoo.default_model(), photo=photo, small_colour=zoo.size_models())
     return model, f"its first picture, {first.name}, is {why}"
 
 
