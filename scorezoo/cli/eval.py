@@ -58,8 +58,8 @@ def add_parser(sub) -> None:
 
 def _default_model(data: list[str]) -> tuple[str, str]:
     """``(model, why)``: the zoo's model for the data when ``--model`` is not given: the default model for the digits,
-    the model of 32×32 colour pictures for CIFAR-10, the photo model for the photos, and for picture files the model :func:`scorezoo.scoring.choose_model` picks for
-    the first of them (by size and content)."""
+    the model of 32×32 colour pictures for CIFAR-10, the photo model for the photos, and for picture files the model
+    :func:`scorezoo.scoring.choose_model` picks for the first of them (by size and content)."""
     from .. import zoo
     from ..evaluation.specs import first_picture
     from ..scoring import choose_model

@@ -15,7 +15,8 @@ CONFIG = Path(__file__).resolve().parents[2] / "train" / "configs" / "vp-mle-cif
 
 
 def _subset(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` training images of the shared copy (the first 7 of each class, 64 in all), else ``n`` random ones."""
+    """The first ``n`` training images of the shared copy (the first 7 of each class, 64 in all), else ``n`` random
+    ones."""
     if not SHARED.is_dir():
         rng = np.random.default_rng(0)
         return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
