@@ -1,0 +1,269 @@
+"""Carrying a scoring plan out: :func:`score_images` walks the pictures in a straight line, file ->
+:mod:`scorezoo.data` (decode, resize or tile, quantise) -> :mod:`scorezoo.dequantization` (uniform noise, or
+``u ~ q(u | k)`` of the variational dequantizer) -> :mod:`scorezoo.likelihood` (the probability-flow ODE with the
+model's score, or the bound) -> bits/dim per image (:class:`BitsPerDimResult`).
+
+Randomness: draw ``j`` of image ``i`` has its own generator, seeded by :func:`draw_seed` from ``(seed, i, j)``
+(:func:`draw_generators`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..dequantization import bits_per_dim as _bits_per_dim
+from ..dequantization import dequantize
+from ..likelihood.ode import short_repr
+from ..utils import Generators, check_generator, generator_rows, rand
+from .plan import ScoringPlan
+
+if TYPE_CHECKING:
+    from ..pipeline import ScorePipeline
+
+__all__ = ["score_images", "BitsPerDimResult", "draw_seed", "draw_generators"]
+
+
+def draw_seed(seed: int, index: int, draw: int) -> int:
+    """The seed of image ``index``'s dequantization draw ``draw``: a hash of the three alone (numpy's
+    SeedSequence), so that its noise and probes are the same whatever process, batch or run scores it."""
+    hi, lo = np.random.SeedSequence([seed, index, draw]).generate_state(2, np.uint32)
+    return (int(hi) << 32 | int(lo)) >> 1  # 63 bits: torch.Generator.manual_seed takes any of them
+
+
+def draw_generators(seed: int, indices, num_repeats: int) -> list[torch.Generator]:
+    """``len(indices) * num_repeats`` CPU generators, draw ``j`` of image ``indices[k]`` at ``k * num_repeats + j``
+    (the order :meth:`ScorePipeline.bits_per_dim <scorezoo.pipeline.ScorePipeline.bits_per_dim>` takes)."""
+    return [torch.Generator().manual_seed(draw_seed(seed, int(i), j)) for i in indices for j in range(num_repeats)]
+
+
+@dataclass(repr=False)
+class BitsPerDimResult:
+    """Bits/dim of a batch of pictures (:func:`score_images`): one entry per image.
+
+    An image is scored as one model-size input (resized if needed) or, when tiled, as the mean over its
+    model-size patches at its own resolution; a patch's bits/dim is the mean over ``num_repeats`` dequantization
+    draws.
+
+    Attributes:
+        bpd: ``(B,)`` bits/dim per image (a tiled image's mean over its patches, i.e. its total bits over the pixels
+            scored).
+        stderr: ``(B,)`` standard error of ``bpd``: over the draws for an untiled image (NaN when
+            ``num_repeats == 1``), over the patches for a tiled one. It covers the dequantization noise and, with
+            Hutchinson's divergence, the probe noise (each draw has its own probe).
+        nfe: ``(B,)`` score evaluations of the solve that scored the image (the largest over its solves when
+            tiled; one evaluation scores every sample of a solve once); 0 for the bound.
+        bpd_repeats: ``(num_repeats, B)`` bits/dim of each draw (a tiled image's mean over its patches).
+        transforms: per image, the preprocessing applied, and for a tiled image how it was tiled.
+        num_patches: ``(B,)`` patches scored per image (1 when not tiled).
+        pixels_scored: ``(B,)`` pixels scored per image (the model's H × W when not tiled).
+        times: ``(N,)`` the ODE times of ``bpd_path`` (with ``times=`` or a schedule), else ``None``.
+        bpd_path: ``(N, num_repeats, B)``: the bits/dim the probability flow has accounted for by each of ``times``
+            (the divergence integral from eps, in bits/dim, a tiled image's mean over its patches), else ``None``.
+        bits_maps: with a bits map, per image the bits of each dimension ``(C, H', W')`` at the scored size (mean
+            over the draws); their mean is ``bpd``. Else ``None``.
+        tiled: per image, whether it was tiled.
+    """
+
+    bpd: torch.Tensor
+    stderr: torch.Tensor
+    nfe: torch.Tensor
+    bpd_repeats: torch.Tensor
+    transforms: list[str] = field(default_factory=list)
+    num_patches: torch.Tensor | None = None
+    pixels_scored: torch.Tensor | None = None
+    times: torch.Tensor | None = None
+    bpd_path: torch.Tensor | None = None
+    bits_maps: list[torch.Tensor] | None = None
+    tiled: list[bool] = field(default_factory=list)
+
+    __repr__ = short_repr
+
+
+@dataclass
+class _Input:
+    """One picture as the model takes it: ``patches (N, *S)`` levels (one when not tiled), its transform in words,
+    and its tile grid ``(rows, cols)`` when tiled."""
+
+    patches: torch.Tensor
+    transform: str
+    grid: tuple[int, int] | None = None
+
+
+def _inputs(pipe: "ScorePipeline", images: Any, tile: bool | None, invert: bool) -> list[_Input]:
+    """Each image as model-size input(s): resized (:func:`scorezoo.data.to_levels`), or cut into the model's tiles at
+    its own resolution (:func:`scorezoo.data.tile_levels`) when ``tile`` says so or the model tiles pictures at
+    least as large as itself.
+
+    Raises:
+        ValueError: ``tile=True`` for arrays of levels, a picture smaller than one tile with ``tile=True``, or what
+            :mod:`scorezoo.data` refuses (unreadable files, bad arrays).
+    """
+    from ..data import is_picture, load_image, tile_levels, to_levels
+
+    if tile is True and not is_picture(images):
+        raise ValueError("tile=True needs pictures (file paths or PIL images), not arrays of levels.")
+    if is_picture(images) and len(pipe.data_shape) == 3:
+        images = _open_once(images, pipe.data_shape)
+    if tile is False or not is_picture(images) or (tile is None and not pipe.tiles_larger_images):
+        levels, transforms = to_levels(images, data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=invert)
+        return [_Input(levels[i:i + 1], transforms[i]) for i in range(len(levels))]
+    if len(pipe.data_shape) != 3:
+        raise ValueError(f"this model's data are not images (shape {pipe.data_shape}): pass an array.")
+    items = [images] if not isinstance(images, (list, tuple)) else list(images)
+    if not items:
+        raise ValueError("empty batch: give at least one image.")
+    c, h, w = pipe.data_shape
+    out = []
+    for item in items:
+        full = load_image(item, data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=invert, resize=False)
+        if tile or (full.levels.shape[1] >= h and full.levels.shape[2] >= w):
+            tiles = tile_levels(full.levels, (h, w))
+            out.append(_Input(tiles.patches, f"{full.transform}; tiled at its own resolution: {tiles.border}",
+                              tiles.grid))
+        else:
+            li = load_image(item, data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=invert)
+            out.append(_Input(li.levels[None], li.transform))
+    return out
+
+
+def _open_once(images, data_shape) -> list:
+    """Decode each picture file once (PIL images pass through) and refuse a picture smaller than the model on either
+    side: it would be upscaled, and its bits/dim would be those of pixels the upscale invented."""
+    from ..data import open_image
+
+    c, h, w = data_shape
+    out = []
+    for item in images if isinstance(images, (list, tuple)) else [images]:
+        named = isinstance(item, (str, os.PathLike))
+        img = open_image(item) if named else item
+        if img.width < w or img.height < h:
+            name = str(item) if named else "the picture"
+            raise ValueError(f"{name} is {img.width}×{img.height}, smaller than the model's {w}×{h}: scoring it would "
+                             "mean upscaling it, and the bits/dim would be those of invented pixels; give a picture of "
+                             f"at least {w}×{h}, or a model of smaller pictures.")
+        out.append(img)
+    return out
+
+
+def score_images(pipe: "ScorePipeline", images: Any, plan: ScoringPlan, *, generator: Generators = None,
+                 invert: bool = False, times: torch.Tensor | None = None) -> BitsPerDimResult:
+    """Bits/dim of integer images under ``pipe``, carried out as ``plan`` says.
+
+    For each draw ``u`` (uniform, or ``u ~ q(u | k)`` of the model's dequantizer), the levels ``k`` become
+    ``x = lo + (hi - lo)(k + u) / K`` and ``bpd = (-log p_eps(x) + log q(u | k) - D log((hi - lo) / K)) / (D ln 2)``
+    (:func:`scorezoo.dequantization.bits_per_dim`; Theis et al. 2016; Ho et al. 2019, eq. 11); the result is the
+    mean over the draws (and over the patches of a tiled picture) with its standard error.
+
+    Args:
+        pipe: the model.
+        images: integer levels ``(B, H, W)``, ``(B, H, W, C)`` or ``(B, C, H, W)``, images in [0, 1], PIL images or
+            file paths (:mod:`scorezoo.data`).
+        plan: a :class:`ScoringPlan` for ``pipe``.
+        generator: one CPU generator for the call, or ``B * num_repeats`` of them (draw ``j`` of image ``i`` at
+            ``i * num_repeats + j``, e.g. :func:`draw_generators`): each draws its dequantization noise and then its
+            probes (those of all its patches, in order, when tiled).
+        invert: pictures only: ``v -> 1 - v`` (:func:`scorezoo.data.load_image`).
+        times: ODE times at which to report the bits/dim accounted for so far (``bpd_path``); not with a schedule,
+            which reports at its own steps.
+
+    Returns:
+        :class:`BitsPerDimResult`.
+
+    Raises:
+        ValueError: bad images (shape, values, unreadable files, a picture smaller than one patch with ``tile=True``),
+            a wrong number of generators, options the solver refuses.
+    """
+    from ..likelihood import likelihood_bound, log_likelihood
+
+    inputs = _inputs(pipe, images, plan.tile, invert)
+    owner = torch.cat([torch.full((len(p.patches),), i, dtype=torch.long) for i, p in enumerate(inputs)])
+    levels = torch.cat([p.patches for p in inputs])
+    n, b, r = len(levels), len(inputs), plan.num_repeats
+    check_generator(generator, b * r)
+    # all draws first, so that one solve holds every draw of its inputs; with per-draw generators, row (p, j) of
+    # the noise (input p, draw j) is drawn from generator[owner[p] * r + j]
+    v = torch.stack([rand(levels.shape, generator=generator_rows(generator, owner * r + j), device=levels.device,
+                          dtype=pipe.dtype) for j in range(r)], 1)
+    if plan.dequantization == "variational":
+        from ..dequantization.variational import sample_dequantization
+
+        u, log_q = sample_dequantization(pipe.dequantizer, levels, v, plan.max_batch_size)
+    else:
+        u, log_q = v, None
+    x = dequantize(levels[:, None], u, num_levels=pipe.num_levels, data_range=pipe.data_range)
+    bpd = torch.empty(n, r, dtype=torch.float64)
+    nfe = torch.zeros(n, dtype=torch.long)
+    per_dim, paths, path_times = [], [], None
+    nats_per_bit = pipe.dim * math.log(2)
+    # the dequantization offset, bits per dimension
+    off = _bits_per_dim(torch.zeros(1, dtype=torch.float64), pipe.dim, num_levels=pipe.num_levels,
+                        data_range=pipe.data_range).item()
+    kwargs = plan.likelihood_kwargs()
+    for sl, gen in _solves(owner, r, plan.max_batch_size, generator, pipe):
+        xb = x[sl].flatten(0, 1).to(pipe.device)
+        if plan.estimator == "ode":
+            res = log_likelihood(pipe.model, pipe.sde, xb, eps=pipe.eps, generator=gen, times=times, **kwargs)
+            logp, nfe[sl] = res.logp, res.nfe
+            if res.logp_per_dim is not None:
+                pd = -res.logp_per_dim.double().cpu() / math.log(2) + off
+                if log_q is not None:
+                    pd = pd + log_q[sl].flatten(0, 1) / math.log(2)
+                per_dim.append(pd.view(len(sl), r, *pipe.data_shape).mean(1))
+            if res.delta_logp_path is not None:
+                path_times = res.times.cpu()
+                paths.append((-res.delta_logp_path.double().cpu() / nats_per_bit).view(-1, len(sl), r))
+        else:
+            logp = -likelihood_bound(pipe.model, pipe.sde, xb, eps=pipe.eps, generator=gen, **kwargs).nll
+        lq = None if log_q is None else log_q[sl].flatten(2).sum(2).flatten()
+        bpd[sl] = _bits_per_dim(logp.double().cpu(), pipe.dim, num_levels=pipe.num_levels,
+                                data_range=pipe.data_range, log_q=lq).view(len(sl), r)
+    return _per_image(pipe, inputs, owner, bpd, nfe, per_dim, paths, path_times)
+
+
+def _solves(owner: torch.Tensor, r: int, max_batch_size: int, generator: Generators, pipe: "ScorePipeline"):
+    """``(input indices, their draws' generators)`` of each solve: at most ``max_batch_size`` inputs × draws, all
+    the draws of an input in one solve; a progress bar over the solves when there are several."""
+    from ..progress import progress_bar
+
+    chunks = torch.arange(len(owner)).split(max(1, int(max_batch_size) // r))
+    bar = progress_bar(chunks, total=len(chunks), desc="bits/dim", unit="solve",
+                       **{"delay": 1.0, "leave": False, "disable": len(chunks) < 2, **pipe.progress_bar_config})
+    for sl in bar:
+        yield sl, generator_rows(generator, (owner[sl, None] * r + torch.arange(r)).flatten())
+
+
+def _per_image(pipe, inputs: list[_Input], owner: torch.Tensor, bpd: torch.Tensor, nfe: torch.Tensor,
+               per_dim: list, paths: list, times) -> BitsPerDimResult:
+    """Gather the per-input results ``bpd (N, R)`` into per-image means, standard errors, maps and paths."""
+    b, r = len(inputs), bpd.shape[1]
+    count = torch.bincount(owner, minlength=b).double()
+
+    def per_image(v: torch.Tensor) -> torch.Tensor:  # (n, ...) -> (b, ...)
+        return torch.zeros(b, *v.shape[1:], dtype=torch.float64).index_add_(0, owner, v.double()) / \
+            count.view(-1, *([1] * (v.dim() - 1)))
+
+    repeats = per_image(bpd).T
+    mean = repeats.mean(0)
+    spread = per_image((bpd.mean(1) - mean[owner]) ** 2) * count / (count - 1).clamp_min(1)
+    stderr = torch.where(count > 1, (spread / count).sqrt(),
+                         repeats.std(0) / math.sqrt(r) if r > 1 else torch.full((b,), float("nan")))
+    maps = None
+    if per_dim:
+        from ..data import untile
+
+        per_dim = torch.cat(per_dim)
+        maps = [untile(per_dim[owner == i], p.grid) if p.grid else per_dim[owner == i][0]
+                for i, p in enumerate(inputs)]
+    path = per_image(torch.cat(paths, 1).permute(1, 2, 0)).permute(2, 1, 0) if paths else None
+    pixels = math.prod(pipe.data_shape[1:]) if len(pipe.data_shape) == 3 else 1
+    return BitsPerDimResult(
+        bpd=mean, stderr=stderr.double(), nfe=torch.zeros(b, dtype=torch.long).scatter_reduce(0, owner, nfe, "amax"),
+        bpd_repeats=repeats, transforms=[p.transform for p in inputs], num_patches=count.long(),
+        pixels_scored=count.long() * pixels, times=times, bpd_path=path, bits_maps=maps,
+        tiled=[p.grid is not None for p in inputs])
