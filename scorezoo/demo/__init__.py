@@ -11,14 +11,14 @@ needs the ``app`` extra (gradio, matplotlib) and no network. Three tabs, each a 
 * **Models**: the zoo registry (:func:`scorezoo.zoo.registry`, so a newly bundled model is listed without a change
   here) with the cards' held-out figures, and the cards.
 
-Modules: :mod:`.compute` (what is computed; no Gradio), :mod:`.figures` (what is drawn), one ``tab_*`` module per
-tab, :mod:`.app` (:func:`~scorezoo.demo.app.build_demo`, :func:`~scorezoo.demo.app.main`). Requests are served
-concurrently, one core each.
+Modules: :mod:`.models` (the models served) and :mod:`.compute` (what is computed; neither needs Gradio),
+:mod:`.figures` (what is drawn), one ``tab_*`` module per tab, :mod:`.app` (:func:`~scorezoo.demo.app.build_demo`,
+:func:`~scorezoo.demo.app.main`). Requests are served concurrently, one core each.
 """
 
-from .compute import (AUTO, DemoContext, DemoSettings, ImageScore, ModelEntry, PipelineCache, card_markdown,
-                      choose_model, density_grid, folder_model, registry_rows, plan_for, score_file, solver_for,
-                      zoo_models)
+from .compute import (AUTO, DemoContext, DemoSettings, ImageScore, choose_model, density_grid, plan_for, score_file,
+                      solver_for)
+from .models import ModelEntry, PipelineCache, card_markdown, folder_model, registry_rows, zoo_models
 
 __all__ = ["build_demo", "main", "AUTO", "DemoContext", "DemoSettings", "ImageScore", "ModelEntry", "PipelineCache",
            "card_markdown", "choose_model", "density_grid", "folder_model", "registry_rows", "score_file",

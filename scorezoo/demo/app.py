@@ -9,7 +9,8 @@ import os
 
 import gradio as gr
 
-from .compute import DemoContext, DemoSettings, ModelEntry, folder_model, takes_colour, zoo_models
+from .compute import DemoContext, DemoSettings
+from .models import ModelEntry, folder_model, takes_colour, zoo_models
 from .tab_likelihood import build_likelihood_tab
 from .tab_models import build_models_tab
 from .tab_sample import build_sample_tab

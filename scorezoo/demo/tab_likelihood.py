@@ -16,7 +16,8 @@ import gradio as gr
 from ..compression import CODECS, codec_available
 from ..pipeline import DEQUANTIZER_FOLDER
 from ..scoring import AUTO_EXACT_MAX_DIM
-from .compute import AUTO, DemoContext, ImageScore, ModelEntry, choose_model, score_file, solver_for
+from .compute import AUTO, DemoContext, ImageScore, choose_model, score_file, solver_for
+from .models import ModelEntry
 from .figures import bits_map_picture, picture, trajectory_figure
 from .ui import handler, int_in
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .compute import REGISTRY_HEADERS, DemoContext, card_markdown, registry_rows
+from .compute import DemoContext
+from .models import REGISTRY_HEADERS, card_markdown, registry_rows
 from .ui import handler
 
 __all__ = ["build_models_tab", "STATUS_NOTE"]
