@@ -27,15 +27,15 @@ from .likelihood.ode import short_repr
 from .models import PARAMETERIZATIONS, ScoreModel
 from .sampling import get_sampler, sampling_times
 from .sde import SDE
-from .utils import Generators, check_batch
-from .pipeline_utils import (DEQUANTIZER_FOLDER, NETWORK_FOLDER, PIPELINE_CONFIG_NAME, push_folder_to_hub,
-                             read_pipeline_folder, write_pipeline_folder)
+from .utils import Generators
+from .pipeline_utils import (DEQUANTIZER_FOLDER, NETWORK_FOLDER, PIPELINE_CONFIG_NAME, check_in_data_range,
+                             check_points, push_folder_to_hub, read_pipeline_folder, resolve_schedule,
+                             write_pipeline_folder)
 from .scoring import DEQUANTIZATIONS, BitsPerDimResult, ScoringPlan, plan_from_options, score_images
 from .zoo import resolve_pretrained
 
 __all__ = ["ScorePipeline", "ScorePipelineOutput", "BitsPerDimResult", "PIPELINE_CONFIG_NAME", "NETWORK_FOLDER",
            "DEQUANTIZER_FOLDER", "DEQUANTIZATIONS"]
-
 
 
 @dataclass(repr=False)
@@ -248,23 +248,8 @@ class ScorePipeline:
 
     # -- the score ------------------------------------------------------------------------------------
     def _check_x(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
-        shape = ", ".join(map(str, self.data_shape))
-        if torch.is_tensor(x) and (tuple(x.shape[1:]) != self.data_shape or x.dim() != len(self.data_shape) + 1):
-            raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes (B, {shape}).")
-        if torch.is_tensor(x) and x.dim() > 1 and not x.is_floating_point():
-            raise ValueError(f"{what} must be floating point in the data range {self.data_range}, got {x.dtype}; "
-                             "for integer images use bits_per_dim().")
-        check_batch(x, what)
+        check_points(x, self.data_shape, self.data_range, what)
         return x.to(device=self.device, dtype=self.dtype)
-
-    def _check_in_range(self, x: torch.Tensor, hint: str = "log_likelihood takes dequantized points in the data "
-                        "space; for images or integer levels use bits_per_dim()") -> None:
-        """Points of an integer-data model must lie in its data range (with a 10 % margin): values far outside
-        (e.g. 8-bit values) are a mistake, not a question the model can answer."""
-        lo, hi = self.data_range
-        if self.num_levels is not None and (x.min() < lo - 0.1 * (hi - lo) or x.max() > hi + 0.1 * (hi - lo)):
-            raise ValueError(f"x spans [{x.min().item() + 0.0:.3g}, {x.max().item():.3g}], outside the model's data "
-                             f"range [{lo:g}, {hi:g}]: {hint}.")
 
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """``score_fn(x, t)`` with checked input: ``x: (B, *S)``, ``t`` a float or ``(B,)`` in [eps, T].
@@ -353,20 +338,13 @@ class ScorePipeline:
                 bad or conflicting options, ``schedule="calibrated"`` on a model without a calibrated schedule.
         """
         x = self._check_x(x)
-        self._check_in_range(x)
+        check_in_data_range(x, self.data_range, self.num_levels)
         return self._log_likelihood(x, **kwargs)
 
     def _log_likelihood(self, x: torch.Tensor, **kwargs) -> LikelihoodResult:
         kwargs.setdefault("eps", self.eps)
-        if isinstance(kwargs.get("schedule"), str):
-            if kwargs["schedule"] != "calibrated":
-                raise ValueError(f"schedule must be 'calibrated', a LikelihoodSchedule or None; "
-                                 f"got {kwargs['schedule']!r}.")
-            if self.likelihood_schedule is None:
-                raise ValueError("this model has no calibrated likelihood schedule: run "
-                                 "pipe.calibrate_likelihood_schedule(x) on data like yours, or leave schedule unset "
-                                 "for the adaptive solver.")
-            kwargs["schedule"] = self.likelihood_schedule
+        if "schedule" in kwargs:
+            kwargs["schedule"] = resolve_schedule(kwargs["schedule"], self.likelihood_schedule)
         return log_likelihood(self.model, self.sde, x, **kwargs)
 
     def calibrate_likelihood_schedule(self, x: torch.Tensor, **kwargs) -> LikelihoodSchedule:
@@ -404,7 +382,7 @@ class ScorePipeline:
                                  f"start there; got eps = {kwargs['eps']}. Use scorezoo.likelihood.calibrate_schedule "
                                  "for another eps.")
         kwargs["eps"] = self.eps
-        self._check_in_range(x, dequantize)
+        check_in_data_range(x, self.data_range, self.num_levels, dequantize)
         with warnings.catch_warnings():
             # said below, with what the pipeline does about it
             warnings.filterwarnings("ignore", message="calibrate_schedule stopped at max_steps")

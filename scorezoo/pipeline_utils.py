@@ -1,6 +1,7 @@
 """The pipeline folder on disk and on the Hub: what :meth:`ScorePipeline.from_pretrained
 <scorezoo.pipeline.ScorePipeline.from_pretrained>`, ``save_pretrained`` and ``push_to_hub`` read and write (diffusers
-keeps the same in its ``pipeline_utils``).
+keeps the same in its ``pipeline_utils``); and the checks of what a pipeline is asked to score (:func:`check_points`,
+:func:`check_in_data_range`, :func:`resolve_schedule`).
 
 A folder holds ``pipeline_config.json`` (the SDE, eps, data shape, levels, data range, parameterisation, a calibrated
 schedule, and free metadata), ``network/`` and optionally ``dequantizer/``, each in diffusers' layout
@@ -12,15 +13,20 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+import torch
 from torch import nn
 
 from .models import load_network, save_network
 from .sde import SDE, get_sde
+from .utils import check_batch
+
+if TYPE_CHECKING:
+    from .likelihood import LikelihoodSchedule
 
 __all__ = ["PIPELINE_CONFIG_NAME", "NETWORK_FOLDER", "DEQUANTIZER_FOLDER", "CONSTRUCTOR_KEYS", "read_pipeline_folder",
-           "write_pipeline_folder", "push_folder_to_hub"]
+           "write_pipeline_folder", "push_folder_to_hub", "check_points", "check_in_data_range", "resolve_schedule"]
 
 PIPELINE_CONFIG_NAME = "pipeline_config.json"
 NETWORK_FOLDER = "network"
@@ -90,3 +96,52 @@ def push_folder_to_hub(save: Callable[[str], None], repo_id: str, *, private: bo
             Path(tmp, "README.md").write_text(card)
         info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
     return str(getattr(info, "commit_url", info))
+
+
+def check_points(x, data_shape: tuple[int, ...], data_range: tuple[float, float], what: str = "x") -> None:
+    """Refuse ``x`` unless it is a non-empty, finite, floating-point batch ``(B, *data_shape)`` of points in the data
+    space (integer images belong to ``bits_per_dim``).
+
+    Raises:
+        ValueError: a wrong shape, an integer dtype, NaN/inf or an empty batch (the message names ``what``).
+    """
+    if torch.is_tensor(x) and (tuple(x.shape[1:]) != tuple(data_shape) or x.dim() != len(data_shape) + 1):
+        raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes (B, {', '.join(map(str, data_shape))}).")
+    if torch.is_tensor(x) and x.dim() > 1 and not x.is_floating_point():
+        raise ValueError(f"{what} must be floating point in the data range {tuple(data_range)}, got {x.dtype}; "
+                         "for integer images use bits_per_dim().")
+    check_batch(x, what)
+
+
+def check_in_data_range(x: torch.Tensor, data_range: tuple[float, float], num_levels: int | None,
+                        hint: str = "log_likelihood takes dequantized points in the data space; for images or integer "
+                        "levels use bits_per_dim()") -> None:
+    """Points of an integer-data model (``num_levels`` not ``None``) must lie in its ``data_range`` with a 10 %
+    margin: values far outside (e.g. 8-bit values) are a mistake, not a question the model can answer.
+
+    Raises:
+        ValueError: points outside, with ``hint`` on what to do instead.
+    """
+    lo, hi = data_range
+    if num_levels is not None and (x.min() < lo - 0.1 * (hi - lo) or x.max() > hi + 0.1 * (hi - lo)):
+        raise ValueError(f"x spans [{x.min().item() + 0.0:.3g}, {x.max().item():.3g}], outside the model's data "
+                         f"range [{lo:g}, {hi:g}]: {hint}.")
+
+
+def resolve_schedule(schedule: LikelihoodSchedule | str | None, own: LikelihoodSchedule | None
+                     ) -> LikelihoodSchedule | None:
+    """``schedule=`` of :meth:`ScorePipeline.log_likelihood <scorezoo.pipeline.ScorePipeline.log_likelihood>`:
+    ``"calibrated"`` is the model's own schedule ``own``; a :class:`~scorezoo.likelihood.LikelihoodSchedule` or
+    ``None`` passes through.
+
+    Raises:
+        ValueError: another string, or ``"calibrated"`` for a model without a schedule (``own is None``).
+    """
+    if not isinstance(schedule, str):
+        return schedule
+    if schedule != "calibrated":
+        raise ValueError(f"schedule must be 'calibrated', a LikelihoodSchedule or None; got {schedule!r}.")
+    if own is None:
+        raise ValueError("this model has no calibrated likelihood schedule: run pipe.calibrate_likelihood_schedule(x) "
+                         "on data like yours, or leave schedule unset for the adaptive solver.")
+    return own
