@@ -129,7 +129,7 @@ def test_every_published_checkpoint_has_a_command_that_scorezoo_convert_accepts(
     import shlex
 
     from scorezoo.cli import build_parser
-    from scorezoo.convert.configs import SCORE_SDE_CONFIGS, load_config
+    from scorezoo.convert.configs import SCORE_SDE_CONFIGS, read_official_config
     from scorezoo.zoo import convert_command, published_models
 
     rows, where = published_models()
@@ -143,7 +143,7 @@ def test_every_published_checkpoint_has_a_command_that_scorezoo_convert_accepts(
         if row["source"] == "score_sde":
             assert args.config in SCORE_SDE_CONFIGS
         else:
-            assert args.config is None and load_config(args.checkpoint.rstrip("/"), "score_flow")
+            assert args.config is None and read_official_config(args.checkpoint.rstrip("/"), "score_flow")
     example = convert_command(next(r for r in rows if r["name"] == "subvp-mle-cifar10-deep"))
     for doc in ("README.md", "docs/official-checkpoints.md"):
         assert example in (ROOT / doc).read_text()

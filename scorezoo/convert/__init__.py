@@ -9,9 +9,16 @@ for the others) strictly, and return a :class:`~scorezoo.pipeline.ScorePipeline`
 with ``output`` they write a pipeline folder with its model card. The CLI is ``scorezoo convert``.
 """
 
-from .configs import SCORE_SDE_CONFIGS, load_config, score_flow_config
+from . import configs
+from .configs import SCORE_SDE_CONFIGS, read_official_config, score_flow_config
 from .score_flow import convert_score_flow, read_msgpack
 from .score_sde import convert_score_sde, read_checkpoint
 
-__all__ = ["convert_score_sde", "convert_score_flow", "read_checkpoint", "read_msgpack", "load_config",
+__all__ = ["convert_score_sde", "convert_score_flow", "read_checkpoint", "read_msgpack", "read_official_config",
            "score_flow_config", "SCORE_SDE_CONFIGS"]
+
+
+def __getattr__(name: str):
+    if name == "load_config":  # the old name of read_official_config, with configs' DeprecationWarning
+        return configs.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,12 +17,13 @@ from __future__ import annotations
 import copy
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ..sde import SDE, SubVPSDE, VESDE, VPSDE
 
-__all__ = ["SCORE_SDE_CONFIGS", "score_flow_config", "load_config", "network_kwargs", "sde_from_config",
+__all__ = ["SCORE_SDE_CONFIGS", "score_flow_config", "read_official_config", "network_kwargs", "sde_from_config",
            "pipeline_kwargs", "SCORE_FLOW_RUN"]
 
 _MODEL = {"name": "ncsnpp", "normalization": "GroupNorm", "nonlinearity": "swish", "nf": 128,
@@ -81,8 +82,9 @@ def score_flow_config(run: str) -> dict:
     return cfg
 
 
-def load_config(config: str | Path | dict, source: str) -> tuple[dict, str]:
-    """``(config dict, its name)`` from a published name, a JSON file of ``config.to_dict()``, or a dict.
+def read_official_config(config: str | Path | dict, source: str) -> tuple[dict, str]:
+    """``(config dict, its name)`` of an official config (the research code's, not scorezoo's training config:
+    :func:`scorezoo.training.load_config`) from a published name, a JSON file of ``config.to_dict()``, or a dict.
 
     Args:
         config: ``"vp/cifar10_ddpmpp_continuous"`` (``source="score_sde"``), a score_flow run name
@@ -197,3 +199,12 @@ def pipeline_kwargs(cfg: dict) -> dict:
             "data_range": (-1.0, 1.0) if _get(cfg, "data.centered") else (0.0, 1.0),
             "parameterization": "score" if ve else "epsilon", "time_scale": 999.0,
             "time_label": "sigma" if ve else "t"}
+
+
+def __getattr__(name: str):
+    # the name of read_official_config before the rename: scorezoo.training.load_config reads scorezoo's own configs
+    if name == "load_config":
+        warnings.warn("scorezoo.convert.load_config is now scorezoo.convert.read_official_config (load_config is the "
+                      "training runner's, scorezoo.training.load_config).", DeprecationWarning, stacklevel=2)
+        return read_official_config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,7 @@ from torch import nn
 from ..models import ncsnpp
 from ..pipeline import ScorePipeline
 from .common import WEIGHTS, build_pipeline, save_converted
-from .configs import SCORE_FLOW_RUN, load_config
+from .configs import SCORE_FLOW_RUN, read_official_config
 
 __all__ = ["read_msgpack", "find_checkpoint", "flax_names", "convert_score_flow"]
 
@@ -202,7 +202,7 @@ def convert_score_flow(checkpoint: str | Path, config: str | Path | dict | None 
         if config is None:
             raise ValueError(f"no config given and no score_flow run name around {checkpoint}: pass --config "
                              "(a run name such as cifar10_deep_subvp_likelihood_iw, or a JSON file).")
-    cfg, cfg_name = load_config(config, "score_flow")
+    cfg, cfg_name = read_official_config(config, "score_flow")
     state = read_msgpack(path)
     key = "params_ema" if weights == "ema" else "optimizer"
     params = state.get(key)

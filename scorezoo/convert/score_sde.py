@@ -17,7 +17,7 @@ import torch
 
 from ..pipeline import ScorePipeline
 from .common import WEIGHTS, build_pipeline, save_converted
-from .configs import load_config
+from .configs import read_official_config
 
 __all__ = ["read_checkpoint", "convert_score_sde"]
 
@@ -106,7 +106,7 @@ def convert_score_sde(checkpoint: str | Path, config: str | Path | dict, output:
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
     path = Path(checkpoint)
-    cfg, cfg_name = load_config(config, "score_sde")
+    cfg, cfg_name = read_official_config(config, "score_sde")
     ckpt = read_checkpoint(path)
     provenance = {"format": "score_sde_pytorch", "checkpoint": path.name, "config": cfg_name, "weights": weights,
                   "step": int(ckpt["step"]) if isinstance(ckpt.get("step"), (int, np.integer)) else None}

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from scorezoo import ScorePipeline, cli, zoo
-from scorezoo.convert import (SCORE_SDE_CONFIGS, convert_score_flow, convert_score_sde, load_config, read_checkpoint,
-                              score_flow_config)
+from scorezoo.convert import (SCORE_SDE_CONFIGS, convert_score_flow, convert_score_sde, read_checkpoint,
+                              read_official_config, score_flow_config)
 from scorezoo.convert.configs import network_kwargs
 from scorezoo.convert.score_flow import _leaf, flax_names
 from scorezoo.models import NCSNpp
@@ -170,7 +170,20 @@ def test_published_configs():
     with pytest.raises(ValueError, match="not a score_flow run name"):
         score_flow_config("cifar10_vp_iw_likelihood")
     with pytest.raises(ValueError, match="unknown score_sde config"):
-        load_config("vp/cifar10_ddpm_continuous", "score_sde")
+        read_official_config("vp/cifar10_ddpm_continuous", "score_sde")
+
+
+def test_old_name_of_read_official_config_warns():
+    """``load_config`` is the training runner's (scorezoo.training.load_config); the reader of the official configs,
+    renamed read_official_config, still answers to its old name from both places it was imported, with a warning."""
+    import scorezoo.convert
+    import scorezoo.convert.configs
+
+    for module in (scorezoo.convert, scorezoo.convert.configs):
+        with pytest.warns(DeprecationWarning, match="read_official_config"):
+            assert module.load_config is read_official_config
+        with pytest.raises(AttributeError):
+            module.no_such_name
 
 
 def official_shapes(name: str) -> dict:
