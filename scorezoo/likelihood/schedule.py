@@ -339,7 +339,7 @@ class _Calibration:
         dx = (coarse[0][-1] - fine[0][-1]).reshape(self.shape)
         return self.richardson * ((coarse[1][-1] - fine[1][-1]) + (s * dx).flatten(1).sum(1))
 
-    def evaluate(self, grid: list[float], first_stale: int = 0, states=None, errors=None):
+    def grid_errors(self, grid: list[float], first_stale: int = 0, states=None, errors=None):
         """States at the grid points and per-step error estimates ``(N, B)`` nats, recomputed from step
         ``first_stale`` on (the earlier ones are kept); the estimate's root mean square in bits/dim; the
         per-sample errors ``(B,)`` in bits/dim that decide (measured, or else estimated)."""
@@ -360,11 +360,11 @@ class _Calibration:
         value = self.value
         grid = torch.linspace(self.ode.u0, self.ode.u1, initial_steps + 1, dtype=torch.float64).tolist()
         # 1. halve the worst step until the error meets the target
-        states, errors, per_step, estimate, e = self.evaluate(grid)
+        states, errors, per_step, estimate, e = self.grid_errors(grid)
         while value(e) > target and len(grid) - 1 < max_steps:
             worst = int(per_step.pow(2).mean(1).argmax())
             grid.insert(worst + 1, (grid[worst] + grid[worst + 1]) / 2)
-            states, errors, per_step, estimate, e = self.evaluate(grid, worst, states, errors)
+            states, errors, per_step, estimate, e = self.grid_errors(grid, worst, states, errors)
         # 2. move the points so that every step carries the same estimated error (twice, each time from the new
         #    estimates): first with as many steps, kept if better, then with one step fewer at a time while the
         #    target holds; bisection leaves steps of uneven error. 3. with a reference, a grid with one step fewer
@@ -374,13 +374,13 @@ class _Calibration:
             trial, trial_steps, accepted = grid, per_step, False
             for _ in range(2):
                 trial = _equidistribute(trial, trial_steps, n, self.order)
-                *_, trial_steps, trial_estimate, trial_e = self.evaluate(trial)
+                *_, trial_steps, trial_estimate, trial_e = self.grid_errors(trial)
                 if value(trial_e) <= target and (n < len(grid) - 1 or value(trial_e) < value(e)):
                     grid, per_step, estimate, e, accepted = trial, trial_steps, trial_estimate, trial_e, True
                     break
             if not accepted and n < len(grid) - 1 and self.reference is not None and optimizer_evals > 0 and n > 1:
                 trial = _optimize_grid(trial, self.measure_grid, optimizer_evals)
-                *_, trial_steps, trial_estimate, trial_e = self.evaluate(trial)
+                *_, trial_steps, trial_estimate, trial_e = self.grid_errors(trial)
                 if value(trial_e) <= target:
                     grid, per_step, estimate, e, accepted = trial, trial_steps, trial_estimate, trial_e, True
             if not accepted and n < len(grid) - 1:
