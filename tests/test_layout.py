@@ -1,4 +1,5 @@
-"""The package's layout: no module reaches into another's private (``_``-prefixed) names."""
+"""The package's layout: no module reaches into another's private (``_``-prefixed) names, every exported name
+resolves, and no module is over 500 lines."""
 
 import ast
 from pathlib import Path
@@ -62,3 +63,26 @@ def _resolves(module, attr: str) -> bool:
     except (AttributeError, ImportError):
         return False
     return True
+
+
+#: the longest a module of the package may be: past it, a module holds more than one concept (issue "One scoring plan,
+#: one solver table, one training runner": ncsnpp, scoring, demo.compute and pipeline were split along their seams)
+MAX_MODULE_LINES = 500
+
+
+def _long_modules(root: Path, limit: int = MAX_MODULE_LINES) -> list[str]:
+    """``path: lines`` of every ``.py`` file under ``root`` longer than ``limit`` lines."""
+    counts = {path: len(path.read_text(encoding="utf-8").splitlines()) for path in sorted(root.rglob("*.py"))}
+    return [f"{path.relative_to(root)}: {n}" for path, n in counts.items() if n > limit]
+
+
+def test_no_module_is_over_500_lines():
+    assert _long_modules(PACKAGE) == []
+
+
+def test_the_line_limit_catches_a_501_line_module(tmp_path):
+    """The check itself: 500 lines pass, 501 do not, in a sub-package too."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "ok.py").write_text("x = 1\n" * MAX_MODULE_LINES)
+    (tmp_path / "sub" / "long.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert _long_modules(tmp_path) == [f"{Path('sub', 'long.py')}: {MAX_MODULE_LINES + 1}"]
