@@ -84,7 +84,7 @@ def score_flow_config(run: str) -> dict:
 
 def read_official_config(config: str | Path | dict, source: str) -> tuple[dict, str]:
     """``(config dict, its name)`` of an official config (the research code's, not scorezoo's training config:
-    :func:`scorezoo.training.load_config`) from a published name, a JSON file of ``config.to_dict()``, or a dict.
+    :func:`scorezoo.training.config.load_config`) from a published name, a JSON file of ``config.to_dict()``, or a dict.
 
     Args:
         config: ``"vp/cifar10_ddpmpp_continuous"`` (``source="score_sde"``), a score_flow run name
