@@ -61,6 +61,16 @@ def test_every_module_gets_a_reference_page():
     assert names.index("scorezoo.likelihood") < names.index("scorezoo.likelihood.ode")
 
 
+def test_the_reference_overview_lists_every_module():
+    """docs/reference/index.md links each public module's page (a new module, e.g. scoring.plan, is listed there)."""
+    hooks = _load("hooks")
+    text = (ROOT / "docs" / "reference" / "index.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\[(scorezoo[\w.]*)\]", text))
+    # the package's own page by its file: the identifier "scorezoo" is also the front page's heading
+    assert "](scorezoo.md)" in text
+    assert {name for name, _ in hooks._modules(ROOT)} - linked == {"scorezoo"}
+
+
 @pytest.fixture(scope="module")
 def roles():
     griffe = pytest.importorskip("griffe", reason="the docs extra (pip install -e '.[docs]')")
