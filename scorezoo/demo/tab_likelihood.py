@@ -17,8 +17,8 @@ from ..compression import CODECS, codec_available
 from ..pipeline import DEQUANTIZER_FOLDER
 from ..scoring import AUTO_EXACT_MAX_DIM
 from .compute import AUTO, DemoContext, ImageScore, choose_model, score_file, solver_for
-from .models import ModelEntry
 from .figures import bits_map_picture, picture, trajectory_figure
+from .models import ModelEntry
 from .ui import handler, int_in
 
 __all__ = ["build_likelihood_tab", "result_headers", "plain_words", "CODEC_NAMES", "LIGHT_BACKGROUND", "MAP_NOTE",
