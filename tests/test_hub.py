@@ -188,7 +188,9 @@ def test_download_through_loopback_hub_then_offline(tmp_path):
     assert ("GET", f"/someone/tiny/resolve/{commit}/network/diffusion_pytorch_model.safetensors") in hub.requests
     assert not any(p.endswith(".bin") for p in paths)
     got = json.loads(first.stdout)["results"][0]["bpd"]
-    expected = pipe.bits_per_dim(DIGITS, generator=torch.Generator().manual_seed(0), method="euler",
+    # the command line draws image i's noise and probe from draw_generators(seed, [i], ...), as eval and the app do
+    from scorezoo.scoring import draw_generators
+    expected = pipe.bits_per_dim(DIGITS[:1], generator=draw_generators(0, [0], 1), method="euler",
                                  options={"step_size": 0.25}).bpd[0].item()
     assert got == pytest.approx(expected, rel=1e-6, abs=1e-6)
     # refused and missing models: exit 1, one line, no traceback
