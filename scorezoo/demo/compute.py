@@ -20,7 +20,7 @@ import torch
 
 from .. import zoo
 from ..compression import CODECS, codec_available, lossless_bits_per_dim
-from ..data import background_is_light, is_colour, load_image, tile_levels, untile
+from ..data import background_is_light, load_image, tile_levels, untile
 from ..dequantization import bits_per_dim
 from ..likelihood.solvers import SolverSettings
 from ..pipeline import ScorePipeline
@@ -213,13 +213,18 @@ AUTO = "auto"
 
 
 def choose_model(file: str | Path, ctx: DemoContext) -> tuple[str, str]:
-    """``(model, why)`` for a picture under the ``auto`` choice: a colour picture gets the photo model, a
-    grayscale one (an 8×8-ish digit) the default model (:func:`scorezoo.data.is_colour`)."""
-    if not is_colour(file):
-        return ctx.default, "grayscale picture"
-    if ctx.photo_default is not None:
-        return ctx.photo_default, "colour picture: the photo model"
-    return ctx.default, "colour picture, but no photo model is installed: the default model, in grayscale"
+    """``(model, why)`` for a picture under the ``auto`` choice, by the rule of ``scorezoo bpd`` and ``scorezoo eval``
+    (:func:`scorezoo.scoring.choose_model`) over the served models: a small grayscale picture gets the default model,
+    a colour picture of a served size model's size (:func:`scorezoo.zoo.size_models`) that model, any other the
+    photo model (or the default model when none is served).
+
+    Raises:
+        ValueError: a file that cannot be read.
+    """
+    from ..scoring import choose_model as choose
+
+    served = [m.info for m in ctx.models if m.name in ctx.names]
+    return choose(str(file), default=ctx.default, photo=ctx.photo_default, small_colour=zoo.size_models(served))
 
 
 @dataclass

@@ -93,8 +93,9 @@ def test_colour_pictures_get_the_photo_model(folders, tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "digit.png")
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "p.png")
     ctx = DemoContext.create(models, default=gray, photo_default=photo)
-    assert choose_model(tmp_path / "digit.png", ctx) == (gray, "grayscale picture")
-    assert choose_model(tmp_path / "p.png", ctx) == (photo, "colour picture: the photo model")
+    # the rule of scorezoo bpd and eval (scorezoo.scoring.choose_model), in the same words
+    assert choose_model(tmp_path / "digit.png", ctx) == (gray, "a small grayscale picture of 8×8")
+    assert choose_model(tmp_path / "p.png", ctx) == (photo, "a colour picture of 40×40: the photo model")
     alone = DemoContext.create(models, default=gray)
     model, why = choose_model(tmp_path / "p.png", alone)
     assert model == gray and "no photo model is installed" in why
