@@ -210,6 +210,7 @@ def render_card(results: dict, cfg: dict, *, table: str | None = None, body_extr
     lines += ["", "## Results", ""]
     if ev:
         solver = ev.get("solver") or f"dopri5, rtol = atol = {cfg.get('ode_rtol')}"
+        bound_of = f", on {ev['num_eval_bound']} of the images" if ev.get("num_eval_bound") else ""
         if bpd:
             lines += [f"Held-out split: {results.get('eval_split')}. Bits/dim of the integer data under uniform "
                       f"dequantization ({ev['num_repeats']} dequantization "
@@ -218,7 +219,7 @@ def render_card(results: dict, cfg: dict, *, table: str | None = None, body_extr
                       f"* probability-flow ODE (exact likelihood, Hutchinson divergence, {solver}): "
                       f"**{ev['ode']:.3f} ± {ev['ode_stderr']:.3f}** bits/dim",
                       f"* likelihood bound (MLE Thm. 3, {cfg.get('bound_num_time_points')} importance-sampled "
-                      f"time points per image): **{ev['bound']:.3f} ± {ev['bound_stderr']:.3f}** bits/dim"]
+                      f"time points per image{bound_of}): **{ev['bound']:.3f} ± {ev['bound_stderr']:.3f}** bits/dim"]
         else:
             lines += [f"Held-out split: {results.get('eval_split')}. Negative log-likelihood in nats per point, "
                       f"mean ± standard error over the {ev['num_eval']} points:", "",
