@@ -164,3 +164,22 @@ def test_the_shared_copy_as_batches_gives_the_same_arrays(tmp_path):
     write_batches(tmp_path, sub, sub, str_keys=True)
     xb, yb, _ = load_cifar10_split(tmp_path, "test")
     assert torch.equal(xb, x[:64]) and torch.equal(yb, y[:64])
+
+
+@pytest.mark.slow
+@needs_shared
+def test_the_bundled_model_gives_its_cards_values_on_8_test_images():
+    """vp-mle-cifar10-small's bits/dim of the first 8 CIFAR-10 test images equal those its folder records
+    (test8.json, written with the card)."""
+    import json
+
+    from scorezoo import ScorePipeline
+    from scorezoo.zoo import BUNDLED_DIR
+
+    folder = BUNDLED_DIR / "vp-mle-cifar10-small"
+    want = json.loads((folder / "test8.json").read_text())["bpd"]
+    x, _, _ = load_cifar10_split(SHARED, "test")
+    got = ScorePipeline.from_pretrained(folder).bits_per_dim(x[:8], rtol=1e-4, atol=1e-4,
+                                                             generator=torch.Generator().manual_seed(0)).bpd
+    assert got.tolist() == pytest.approx(want, abs=2e-3)
+    assert 3.0 < sum(want) / 8 < 5.0
