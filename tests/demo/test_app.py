@@ -163,7 +163,8 @@ def library_bpd(models, path, seed, name="tiny-digits", num_repeats=4, times=Non
     from scorezoo.scoring import ScoringPlan, draw_generators
 
     pipe = ScorePipeline.from_pretrained(entry(models, name).source)
-    plan = ScoringPlan.create(pipe, **FAST_ODE, num_repeats=num_repeats, max_batch_size=256, **kwargs)
+    kwargs.setdefault("max_batch_size", 256)
+    plan = ScoringPlan.create(pipe, **FAST_ODE, num_repeats=num_repeats, **kwargs)
     return pipe.bits_per_dim(str(path), plan=plan, generator=draw_generators(seed, [0], num_repeats), times=times,
                              invert=invert)
 

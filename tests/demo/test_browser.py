@@ -76,7 +76,7 @@ def test_upload_in_chromium_shows_the_librarys_bits_per_dim(models, tmp_path, mo
     lib = library_bpd(models, png, 0, num_repeats=4, **EXACT_MAP)
     assert result["rows"]["upload-me.png"][:3] == ["upload-me.png", f"{lib.bpd.item():.4f}", f"{lib.stderr.item():.4f}"]
     photo_model = next(m.name for m in models if m.name.endswith("tiny-photo"))
-    lib = library_bpd(models, photo, 0, name=photo_model, num_repeats=1, per_dimension=True, max_batch_size=16)
+    lib = library_bpd(models, photo, 0, name=photo_model, num_repeats=1, bits_map=True, max_batch_size=16)
     row = result["rows"]["cat.png"]
     assert row[:3] == ["cat.png", f"{lib.bpd.item():.4f}", f"{lib.stderr.item():.4f}"]
     assert f"{48 * 16 * 16:,}" in row and photo_model in row  # 6×8 patches of 16×16 pixels scored, by the photo model
