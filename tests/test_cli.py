@@ -261,6 +261,32 @@ def test_bpd_fast_uses_the_models_schedule(model_dir, tmp_path, capsys):
         assert code == 2 and "drop --rtol, --atol, --method and --step-size" in err, extra
 
 
+def test_bpd_fast_takes_hutchinson_with_more_draws_for_small_models(tmp_path, capsys):
+    """--fast on an 8×8 model: Hutchinson's divergence and FAST_REPEATS draws per picture (the exact divergence's 64
+    backward passes per evaluation were most of the main job's minutes); -k and --divergence still win; without
+    --fast the auto rule stays exact."""
+    pytest.importorskip("sklearn")
+    from scorezoo.cli.common import FAST_REPEATS
+    from scorezoo.likelihood import LikelihoodSchedule
+
+    pipe = tiny_unet_pipeline()
+    pipe.extra_config["dataset"] = "digits"
+    pipe.likelihood_schedule = LikelihoodSchedule(torch.linspace(pipe.eps, 1.0, 3, dtype=torch.float64))
+    folder = _save(pipe, tmp_path / "scheduled")
+
+    def settings(*extra):
+        code, out, _ = run(capsys, "bpd", "--digits", "1", "--model", folder, "--json", *extra)
+        assert code == 0, extra
+        report = json.loads(out)
+        return report["settings"]["divergence"], report["settings"]["num_repeats"]
+
+    assert FAST_REPEATS == 16
+    assert settings("--fast") == ("hutchinson", FAST_REPEATS)
+    assert settings("--fast", "-k", "3") == ("hutchinson", 3)
+    assert settings("--fast", "--divergence", "exact") == ("exact", 4)
+    assert settings() == ("exact", 4)
+
+
 def test_bpd_uses_the_schedule_by_default_and_the_exact_divergence_for_small_models(tmp_path, capsys):
     """A model with a calibrated schedule is scored on it without --fast, with the exact divergence for an 8×8 model
     (a single picture's number is then not mostly probe noise); solver options take that solver instead, still with

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, add_dequantization_argument, add_solver_arguments,
-                     common_parent, plan_options,
+                     common_parent, default_repeats, plan_options,
                      debug_enabled, finite, fmt, load_model, model_parent, note, positive_int,
                      show_progress)
 
@@ -93,7 +93,7 @@ def _plan(args: argparse.Namespace, pipe, name: str):
     from ..scoring import ScoringPlan
 
     try:
-        return ScoringPlan.create(pipe, **plan_options(args), num_repeats=args.num_repeats, tile=args.tile,
+        return ScoringPlan.create(pipe, **plan_options(args), num_repeats=default_repeats(args, pipe), tile=args.tile,
                                   dequantization=args.dequantization, bits_map=bool(args.bits_map),
                                   max_batch_size=args.patch_batch)
     except ValueError as e:

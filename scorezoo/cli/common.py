@@ -70,6 +70,11 @@ def add_dequantization_argument(p: argparse.ArgumentParser) -> None:
                         "bound, for models that ship one (dequantizer/ in the model folder)")
 
 
+#: draws per picture under ``--fast`` for models whose ``auto`` divergence is exact (:func:`default_repeats`):
+#: measured on vp-mle-digits, 16 Hutchinson draws give about the standard error of 4 exact ones at a tenth of the time
+FAST_REPEATS = 16
+
+
 def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     """The solver's flags, the same for every sub-command that scores pictures: read together by
     :func:`plan_options` into the options of :meth:`scorezoo.scoring.ScoringPlan.create`, where every conflict is
@@ -89,8 +94,11 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atol", type=positive_float, default=None, help="adaptive solver's absolute tolerance (1e-5)")
     solve = p.add_mutually_exclusive_group()
     solve.add_argument("--fast", action="store_true",
-                       help="fixed steps on the model's calibrated schedule (the default when the model has one and "
-                            "no solver option is given); an error without one")
+                       help="seconds, not minutes: fixed steps on the model's calibrated schedule (the default "
+                            "when the model has one and no solver option is given; an error without one) and "
+                            "Hutchinson's divergence unless --divergence is given, with "
+                            f"{FAST_REPEATS} draws per picture for small models such as the 8×8 digits (unless -k is "
+                            "given): the same expected bits/dim, its standard error includes the probes' noise")
     solve.add_argument("--adaptive", action="store_true",
                        help="the adaptive solver (dopri5 with a step size per picture, rtol = atol = 1e-5) even when "
                             "the model has a schedule")
@@ -112,7 +120,20 @@ def plan_options(args: argparse.Namespace) -> dict:
             SolverSettings.choose(None, solver=solver, **given)
         except ValueError as e:
             raise CLIError(str(e), EXIT_USAGE) from None
-    return {"solver": solver, **given, "divergence": args.divergence}
+    divergence = "hutchinson" if args.fast and args.divergence == "auto" else args.divergence
+    return {"solver": solver, **given, "divergence": divergence}
+
+
+def default_repeats(args: argparse.Namespace, pipe) -> int | None:
+    """Draws per picture when ``-k`` is not given: :data:`FAST_REPEATS` under ``--fast`` for a model whose
+    ``auto`` divergence would be exact (up to :data:`~scorezoo.scoring.AUTO_EXACT_MAX_DIM` dimensions, not tiled:
+    the digits), so that Hutchinson's probe noise is averaged down at a fraction of the exact divergence's D
+    backward passes; else ``None`` (the plan's default)."""
+    from ..scoring import AUTO_EXACT_MAX_DIM
+
+    if args.num_repeats is not None or not args.fast or args.divergence != "auto":
+        return args.num_repeats
+    return FAST_REPEATS if pipe.dim <= AUTO_EXACT_MAX_DIM and not pipe.tiles_larger_images else None
 
 
 def note(args: argparse.Namespace, text: str) -> None:
