@@ -58,17 +58,23 @@ def points_image(points: np.ndarray, size: int = 512, radius: float = 1.5,
 
 def heatmap(values: np.ndarray, *, lo: float | None = None, hi: float | None = None) -> Image.Image:
     """A 2-D array as a colour picture (dark blue → yellow, a perceptually ordered ramp), one pixel per value;
-    ``lo``/``hi`` fix the ends of the scale (default: the 1st and 99th percentiles)."""
+    ``lo``/``hi`` fix the ends of the scale (default: the 1st and 99th percentiles of the finite values). NaN values
+    (tiles a sample left out) are mid grey."""
     v = np.asarray(values, dtype=np.float64)
-    lo = np.percentile(v, 1) if lo is None else lo
-    hi = np.percentile(v, 99) if hi is None else hi
-    u = np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1)
+    missing = ~np.isfinite(v)
+    finite = v[~missing] if missing.any() else v
+    if finite.size == 0:
+        finite = np.zeros(1)
+    lo = np.percentile(finite, 1) if lo is None else lo
+    hi = np.percentile(finite, 99) if hi is None else hi
+    u = np.clip(np.nan_to_num((v - lo) / max(hi - lo, 1e-12)), 0, 1)
     # a few anchor colours of viridis, interpolated
     anchors = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
     pos = u * (len(anchors) - 1)
     i = np.minimum(pos.astype(int), len(anchors) - 2)
     f = (pos - i)[..., None]
     rgb = anchors[i] * (1 - f) + anchors[i + 1] * f
+    rgb[missing] = 128
     return Image.fromarray(np.rint(rgb).astype(np.uint8))
 
 

@@ -56,6 +56,7 @@ def bundle(args: argparse.Namespace) -> None:
                            generator=torch.Generator().manual_seed(1))
     t0 = time.perf_counter()
     sch = pipe.calibrate_likelihood_schedule(x, target=args.target, criterion="mean", reference_tol=args.reference_tol,
+                                             optimizer_evals=args.optimizer_evals,
                                              generator=torch.Generator().manual_seed(0))
     seconds = time.perf_counter() - t0
     print(f"schedule: {sch.num_steps} steps ({sch.nfe} NFE), measured mean error {sch.measured_mean_error:+.4f}, "
@@ -63,7 +64,8 @@ def bundle(args: argparse.Namespace) -> None:
     out = Path(args.out)
     save_fp16(pipe, out)
     (out / "calibration.json").write_text(json.dumps({"points": args.points, "target": args.target,
-                                                      "reference_tol": args.reference_tol, "seconds": seconds,
+                                                      "reference_tol": args.reference_tol,
+                                                      "optimizer_evals": args.optimizer_evals, "seconds": seconds,
                                                       "source": str(src)}, indent=1) + "\n")
     print(f"wrote {out}")
 
@@ -238,6 +240,8 @@ def main(argv=None) -> None:
     b.add_argument("--points", type=int, default=16)
     b.add_argument("--target", type=float, default=0.005)
     b.add_argument("--reference-tol", type=float, default=1e-5)
+    b.add_argument("--optimizer-evals", type=int, default=80,
+                   help="Nelder-Mead solves at most when the doubled grid misses the target (fewer: faster)")
     b.add_argument("--command", default=None, help="the training command to record (default: the canonical one)")
     b.add_argument("--threads", type=int, default=None)
     c = sub.add_parser("codecs", help="PNG, WebP and JPEG XL lossless of every image of a split (JSON lines)")

@@ -49,6 +49,15 @@ def add_parser(sub) -> None:
                              "patches and pictures at least as large as the model)")
     tiling.add_argument("--resize", dest="tile", action="store_const", const=False,
                         help="resize every picture to the model's size instead of tiling")
+    from ..scoring import DEFAULT_MAX_TILES
+
+    sampling = p.add_mutually_exclusive_group()
+    sampling.add_argument("--max-tiles", type=positive_int, default=DEFAULT_MAX_TILES, metavar="N",
+                          help=f"a tiled photo of more than N tiles (default {DEFAULT_MAX_TILES}: a 512×512 photo) is "
+                               "scored on a random sample of N of them, drawn from --seed: its bits/dim is then an "
+                               "estimate of the whole photo's, with its standard error, in bounded time")
+    sampling.add_argument("--all-tiles", action="store_true",
+                          help="score every tile, however many (the estimated time is printed first)")
     p.add_argument("--bits-map", metavar="OUT.png", default=None,
                    help="write where the bits go, per pixel, as a picture (one file per input: OUT-<name>.png when "
                         "there are several)")
@@ -95,7 +104,8 @@ def _plan(args: argparse.Namespace, pipe, name: str):
     try:
         return ScoringPlan.create(pipe, **plan_options(args), num_repeats=default_repeats(args, pipe), tile=args.tile,
                                   dequantization=args.dequantization, bits_map=bool(args.bits_map),
-                                  max_batch_size=args.patch_batch)
+                                  max_batch_size=args.patch_batch,
+                                  max_tiles=None if args.all_tiles else args.max_tiles, tile_seed=args.seed)
     except ValueError as e:
         raise CLIError(f"{name}: {e}", EXIT_USAGE) from None
 
@@ -153,6 +163,8 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
         note(args, f"note: {', '.join(light[:3])}{' ...' if len(light) > 3 else ''} "
                    f"{'has' if len(light) == 1 else 'have'} a light background; {name} was trained on light ink "
                    "on black (0 = background), so dark ink on paper scores poorly: add --invert to invert them.")
+    if plan.max_tiles is None and not args.quiet:
+        _say_long_runs(args, pipe, plan, items)
     from ..progress import progress_bar
 
     bar = progress_bar(total=len(items), desc=f"bits/dim ({name})", unit="picture", delay=1.0, leave=False,
@@ -186,7 +198,8 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
             r = {"input": it.label, "model": name, "bpd": float(res.bpd[i]), "stderr": finite(float(res.stderr[i])),
                  "nfe": int(res.nfe[i]), "time_s": round(seconds, 4),
                  "transform": it.transform or res.transforms[i], "pixels_scored": int(res.pixels_scored[i]),
-                 "num_patches": int(res.num_patches[i]), "tiled": tiled}
+                 "num_patches": int(res.num_patches[i]), "total_patches": int(res.total_patches[i]),
+                 "estimate": res.sampled[i], "tiled": tiled}
             if it.why:
                 r["chosen_because"] = it.why
             if pipe.num_levels == 256:
@@ -213,6 +226,37 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
         bar.update(len(batch))
     bar.close()
     return header
+
+
+def _say_long_runs(args: argparse.Namespace, pipe, plan, items: list[Item]) -> None:
+    """With ``--all-tiles``: for each photo of more than the default sample, its tiles and the estimated time, said
+    before the work starts (timed on a sample of its tiles)."""
+    from ..scoring import DEFAULT_MAX_TILES, estimate_seconds
+
+    if not pipe.tiles_larger_images or args.tile is False:
+        return
+    h, w = pipe.data_shape[1:]
+    for it in items:
+        if it.image is None:
+            continue
+        n = (it.image.width // w) * (it.image.height // h)
+        if n > DEFAULT_MAX_TILES:
+            try:
+                secs = estimate_seconds(pipe, it.image, plan, num_tiles=n, invert=args.invert)
+            except ValueError:
+                continue  # its error is reported when it is scored
+            note(args, f"{it.label}: all {n:,} tiles, about {_duration(secs)} on this machine now (timed on a "
+                       "sample of them); without --all-tiles a sample of "
+                       f"{DEFAULT_MAX_TILES} gives an estimate with its standard error.")
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` in words: ``"40 s"``, ``"12 min"``, ``"2.5 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _print_header(args: argparse.Namespace, h: dict, chosen: bool) -> None:
@@ -322,6 +366,11 @@ def _print(args: argparse.Namespace, headers: list[dict], results: list[dict], f
     if photo:
         print("PNG (optimize), WebP lossless and JPEG XL lossless (pip install 'scorezoo[jxl]'): bits/dim of the same "
               "pixels, file headers included; the model's bits/dim bounds what a coder built on it needs for them.")
+    sampled = [r for r in results if r.get("estimate")]
+    if sampled:
+        print(f"estimates  {', '.join(r['input'] for r in sampled[:3])}{' ...' if len(sampled) > 3 else ''}: scored "
+              "on a seeded random sample of tiles (see preprocessing), so the bits/dim is an estimate of the whole "
+              "photo's with the standard error shown; --all-tiles scores every tile.")
     maps = [r["bits_map"] for r in results if r.get("bits_map")]
     if maps:
         print(f"bits maps  {', '.join(maps)} (bits per pixel, channels averaged; dark = few bits)")

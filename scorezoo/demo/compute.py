@@ -24,7 +24,7 @@ from ..data import background_is_light, load_image, tile_levels, untile
 from ..dequantization import bits_per_dim
 from ..likelihood.solvers import SolverSettings
 from ..pipeline import ScorePipeline
-from ..scoring import ScoringPlan
+from ..scoring import DEFAULT_MAX_TILES, ScoringPlan
 from .models import (REGISTRY_HEADERS, ModelEntry, PipelineCache, card_markdown, folder_model, registry_rows,
                      takes_colour, zoo_models)
 
@@ -56,6 +56,9 @@ class DemoSettings:
         use_schedule: take a model's calibrated schedule when it has one (fixed steps: fast, and each file's
             answer independent of the batch).
         max_patch_batch: patches of a tiled photo per ODE solve (bounds the memory).
+        max_tiles: a photo of more tiles is scored on a random sample of this many, drawn from the request's seed
+            (:attr:`scorezoo.scoring.ScoringPlan.max_tiles`): an estimate with its standard error, in bounded
+            time, as ``scorezoo bpd`` does by default; ``None`` scores every tile.
         max_files: images per request.
         max_file_size: upload limit, as Gradio's ``launch(max_file_size=...)``.
         max_batch, max_steps, max_repeats: upper ends of the sliders, enforced on the server too.
@@ -78,6 +81,7 @@ class DemoSettings:
     tol: float = 1e-4
     use_schedule: bool = True
     max_patch_batch: int = 256
+    max_tiles: int | None = DEFAULT_MAX_TILES
     max_files: int = 16
     max_file_size: str = "5mb"
     max_batch: int = 64
@@ -203,7 +207,8 @@ def plan_for(pipe: ScorePipeline, settings: DemoSettings, *, num_repeats: int = 
 
     repeats = num_repeats or (None if pipe.tiles_larger_images else settings.default_repeats)
     plan = ScoringPlan.create(pipe, **_solver_options(pipe, settings), num_repeats=repeats, bits_map=bits_map,
-                              dequantization=dequantization, max_batch_size=settings.max_patch_batch)
+                              dequantization=dequantization, max_batch_size=settings.max_patch_batch,
+                              max_tiles=settings.max_tiles)
     return plan.replace(max_batch_size=max(settings.max_patch_batch, plan.num_repeats))
 
 
@@ -276,6 +281,12 @@ class ImageScore:
     divergence: str
     call: str
     plan: dict = field(default_factory=dict)
+    total_patches: int = 1
+
+    @property
+    def estimate(self) -> bool:
+        """Whether the bits/dim is an estimate from a sample of the photo's tiles."""
+        return self.total_patches > self.num_patches
 
     def as_dict(self) -> dict:
         """The JSON of the app's raw results (no tensors)."""
@@ -283,6 +294,7 @@ class ImageScore:
                 "transform": self.transform, "bpd": self.bpd, "stderr": None if math.isnan(self.stderr) else
                 self.stderr, "bpd_repeats": self.bpd_repeats, "nfe": self.nfe, "seconds": self.seconds,
                 "pixels_scored": self.pixels_scored, "num_patches": self.num_patches,
+                "total_patches": self.total_patches, "estimate": self.estimate,
                 **{f"{c}_bpd": v for c, v in self.lossless.items()}, "divergence": self.divergence,
                 "call": self.call, "plan": self.plan}
 
@@ -310,7 +322,9 @@ def score_file(pipe: ScorePipeline, file: str | Path, *, seed: int, settings: De
                          "model; the Sample tab shows this model's density.")
     if len(pipe.data_shape) != 3:
         raise ValueError(f"this model's data are not pictures (shape {tuple(pipe.data_shape)}).")
-    plan = plan_for(pipe, settings, num_repeats=num_repeats, bits_map=bits_map, dequantization=dequantization)
+    # the tiles of a large photo's sample are drawn from the request's seed, as scorezoo bpd draws them from --seed
+    plan = plan_for(pipe, settings, num_repeats=num_repeats, bits_map=bits_map,
+                    dequantization=dequantization).replace(tile_seed=int(seed))
     call = (f"pipe.bits_per_dim(file, plan=ScoringPlan.create(pipe, ...), generator=draw_generators({seed}, [0], "
             f"{plan.num_repeats}))")
     # a schedule reports the path at its own steps; the plot's times do not move an adaptive or fixed-step answer
@@ -342,7 +356,7 @@ def score_file(pipe: ScorePipeline, file: str | Path, *, seed: int, settings: De
         bpd_path=None if res.bpd_path is None else res.bpd_path[:, :, 0],
         dequantization_bpd=offset, lossless=lossless,
         light_background="digits" in dataset and not invert and background_is_light(levels, pipe.num_levels),
-        divergence=plan.divergence, call=call, plan=plan.to_dict())
+        divergence=plan.divergence, call=call, plan=plan.to_dict(), total_patches=int(res.total_patches[0]))
 
 
 # -- the Sample tab --------------------------------------------------------------------------------------

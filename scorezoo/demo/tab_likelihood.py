@@ -83,7 +83,9 @@ def plain_words(s: ImageScore) -> str:
     if more:
         clauses.append(f"more than {_join([r[0] for r in more])}: {_join([r[2] for r in more])} would take less "
                        "space than the model")
-    return f"**{s.name}**: {s.bpd:.3f} bits/dim is " + "; it is ".join(clauses) + "."
+    sample = (f" (an estimate from a random sample of {s.num_patches:,} of its {s.total_patches:,} tiles, ± "
+              f"{s.stderr:.3f})" if s.estimate else "")
+    return f"**{s.name}**: {s.bpd:.3f} bits/dim{sample} is " + "; it is ".join(clauses) + "."
 
 
 def _note(ctx: DemoContext, scores: list[ImageScore], seed: int) -> str:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["choose_model", "SMALL_GRAYSCALE", "ScoringPlan", "plan_from_options", "ESTIMATORS", "SOLVES",
            "DIVERGENCES", "DEQUANTIZATIONS", "AUTO_EXACT_MAX_DIM", "DEFAULT_REPEATS", "BOUND_TIME_POINTS",
-           "BOUND_DECODER_SAMPLES"]
+           "BOUND_DECODER_SAMPLES", "DEFAULT_MAX_TILES"]
 
 ESTIMATORS = ("ode", "bound")
 #: the kinds of solve a plan asks for (:meth:`~scorezoo.likelihood.solvers.SolverSettings.choose`)
@@ -31,6 +31,9 @@ AUTO_EXACT_MAX_DIM = 256
 #: dequantization draws per picture unless told: 4, or 1 per patch for a tiled photo (whose standard error is over
 #: its patches)
 DEFAULT_REPEATS = 4
+#: tiles per picture that ``scorezoo bpd`` and the app score by default (a 512×512 photo has 1,024 tiles of 16×16;
+#: a larger one is scored on a seeded random sample of this many, an estimate with its standard error)
+DEFAULT_MAX_TILES = 1024
 #: the likelihood bound's time points per image and decoder draws (:func:`scorezoo.likelihood.likelihood_bound`)
 BOUND_TIME_POINTS, BOUND_DECODER_SAMPLES = 1000, 16
 
@@ -91,6 +94,11 @@ class ScoringPlan:
         bits_map: also compute the bits of every dimension (``per_dimension``).
         max_batch_size: dequantized inputs (image or patch, times draws) per solve, >= 1.
         num_time_points, num_decoder_samples: the bound's time points and decoder draws per input.
+        max_tiles: a tiled picture with more tiles than this is scored on a random sample of ``max_tiles`` of them,
+            drawn without replacement from ``tile_seed``: its bits/dim is then the sample mean, an unbiased estimate
+            of the all-tiles mean, with the standard error over the sampled tiles (which leaves out the
+            finite-population correction ``sqrt(1 - n/N)``, so it errs large). ``None``: every tile.
+        tile_seed: the seed of that sample (the same picture and seed give the same tiles).
     """
 
     estimator: str = "ode"
@@ -105,6 +113,8 @@ class ScoringPlan:
     max_batch_size: int = 64
     num_time_points: int = BOUND_TIME_POINTS
     num_decoder_samples: int = BOUND_DECODER_SAMPLES
+    max_tiles: int | None = None
+    tile_seed: int = 0
 
     @classmethod
     def create(cls, pipe: "ScorePipeline", *, estimator: str = "ode", solver: str = "auto",
@@ -113,7 +123,8 @@ class ScoringPlan:
                divergence: str = "auto", num_probes: int | None = None, probe: str | None = None,
                num_repeats: int | None = None, tile: bool | None = None, dequantization: str = "uniform",
                bits_map: bool = False, max_batch_size: int = 64, num_time_points: int | None = None,
-               num_decoder_samples: int | None = None) -> "ScoringPlan":
+               num_decoder_samples: int | None = None, max_tiles: int | None = None,
+               tile_seed: int = 0) -> "ScoringPlan":
         """The plan of these options for ``pipe``, with the defaults filled in.
 
         Args:
@@ -139,6 +150,7 @@ class ScoringPlan:
             max_batch_size: inputs per solve.
             num_time_points, num_decoder_samples: the bound's (defaults ``BOUND_TIME_POINTS``,
                 ``BOUND_DECODER_SAMPLES``); only with ``estimator="bound"``.
+            max_tiles, tile_seed: see :class:`ScoringPlan` (``None``: every tile; the library's default).
 
         Raises:
             ValueError: a model for continuous data; an unknown estimator, solver, method, divergence or
@@ -153,7 +165,8 @@ class ScoringPlan:
                                      ("dequantization", dequantization, DEQUANTIZATIONS)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
-        for name, value in (("num_repeats", num_repeats), ("max_batch_size", max_batch_size)):
+        for name, value in (("num_repeats", num_repeats), ("max_batch_size", max_batch_size),
+                            ("max_tiles", max_tiles)):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
         if dequantization == "variational" and pipe.dequantizer is None:
@@ -162,8 +175,11 @@ class ScoringPlan:
                              "dequantization.")
         tiles = pipe.tiles_larger_images and tile is not False or tile is True
         repeats = int(num_repeats) if num_repeats is not None else 1 if tiles else DEFAULT_REPEATS
+        if isinstance(tile_seed, bool) or int(tile_seed) != tile_seed:
+            raise ValueError(f"tile_seed must be an integer, got {tile_seed!r}.")
         common = {"num_repeats": repeats, "tile": tile, "dequantization": dequantization,
-                  "max_batch_size": int(max_batch_size)}
+                  "max_batch_size": int(max_batch_size), "max_tiles": None if max_tiles is None else int(max_tiles),
+                  "tile_seed": int(tile_seed)}
         ode_options = {"method": method, "step_size": step_size, "rtol": rtol, "atol": atol, "backend": backend,
                        "time_variable": time_variable}
         if estimator == "bound":
@@ -173,8 +189,7 @@ class ScoringPlan:
                      if v is not None]
             if given:
                 raise ValueError(f"the likelihood bound solves no ODE: drop {', '.join(given)} (or the bound).")
-            return cls("bound", None, None, num_repeats=repeats, tile=tile, dequantization=dequantization,
-                       max_batch_size=int(max_batch_size),
+            return cls("bound", None, None, **common,
                        num_time_points=BOUND_TIME_POINTS if num_time_points is None else int(num_time_points),
                        num_decoder_samples=BOUND_DECODER_SAMPLES if num_decoder_samples is None
                        else int(num_decoder_samples))
@@ -217,8 +232,12 @@ class ScoringPlan:
                     f"{self.num_decoder_samples} decoder draws)")
         else:
             text = f"probability-flow ODE ({self.solver.describe()}), {self.divergence} divergence"
-        return text + (f", {self.num_repeats} {self.dequantization} dequantization draw(s) per picture (per patch "
-                       "when tiled)")
+        text += (f", {self.num_repeats} {self.dequantization} dequantization draw(s) per picture (per patch "
+                 "when tiled)")
+        if self.max_tiles is not None:
+            text += (f"; a picture of more than {self.max_tiles} tiles is scored on a random sample of "
+                     f"{self.max_tiles} of them (seed {self.tile_seed}): an estimate, with its standard error")
+        return text
 
     def to_dict(self) -> dict:
         """The plan as JSON."""
@@ -231,7 +250,8 @@ class ScoringPlan:
         else:
             out.update(num_time_points=self.num_time_points, num_decoder_samples=self.num_decoder_samples)
         out.update(num_repeats=self.num_repeats, tile=self.tile, dequantization=self.dequantization,
-                   bits_map=self.bits_map, max_batch_size=self.max_batch_size)
+                   bits_map=self.bits_map, max_batch_size=self.max_batch_size, max_tiles=self.max_tiles,
+                   tile_seed=self.tile_seed)
         return out
 
 

@@ -26,7 +26,7 @@ from .plan import ScoringPlan
 if TYPE_CHECKING:
     from ..pipeline import ScorePipeline
 
-__all__ = ["score_images", "BitsPerDimResult", "draw_seed", "draw_generators"]
+__all__ = ["score_images", "BitsPerDimResult", "draw_seed", "draw_generators", "sample_tiles", "estimate_seconds"]
 
 
 def draw_seed(seed: int, index: int, draw: int) -> int:
@@ -60,13 +60,15 @@ class BitsPerDimResult:
             tiled; one evaluation scores every sample of a solve once); 0 for the bound.
         bpd_repeats: ``(num_repeats, B)`` bits/dim of each draw (a tiled image's mean over its patches).
         transforms: per image, the preprocessing applied, and for a tiled image how it was tiled.
-        num_patches: ``(B,)`` patches scored per image (1 when not tiled).
+        num_patches: ``(B,)`` patches scored per image (1 when not tiled; the sample's size when the plan's
+            ``max_tiles`` sampled the tiles).
+        total_patches: ``(B,)`` patches the image holds (more than ``num_patches`` when sampled).
         pixels_scored: ``(B,)`` pixels scored per image (the model's H × W when not tiled).
         times: ``(N,)`` the ODE times of ``bpd_path`` (with ``times=`` or a schedule), else ``None``.
         bpd_path: ``(N, num_repeats, B)``: the bits/dim the probability flow has accounted for by each of ``times``
             (the divergence integral from eps, in bits/dim, a tiled image's mean over its patches), else ``None``.
         bits_maps: with a bits map, per image the bits of each dimension ``(C, H', W')`` at the scored size (mean
-            over the draws); their mean is ``bpd``. Else ``None``.
+            over the draws; NaN on the tiles a sample left out); their mean is ``bpd``. Else ``None``.
         tiled: per image, whether it was tiled.
     """
 
@@ -81,6 +83,14 @@ class BitsPerDimResult:
     bpd_path: torch.Tensor | None = None
     bits_maps: list[torch.Tensor] | None = None
     tiled: list[bool] = field(default_factory=list)
+    total_patches: torch.Tensor | None = None
+
+    @property
+    def sampled(self) -> list[bool]:
+        """Per image, whether its bits/dim is an estimate from a sample of its tiles."""
+        if self.total_patches is None or self.num_patches is None:
+            return [False] * len(self.bpd)
+        return (self.total_patches > self.num_patches).tolist()
 
     __repr__ = short_repr
 
@@ -88,17 +98,35 @@ class BitsPerDimResult:
 @dataclass
 class _Input:
     """One picture as the model takes it: ``patches (N, *S)`` levels (one when not tiled), its transform in words,
-    and its tile grid ``(rows, cols)`` when tiled."""
+    its tile grid ``(rows, cols)`` when tiled, and the indices of the scored tiles in the grid when sampled."""
 
     patches: torch.Tensor
     transform: str
     grid: tuple[int, int] | None = None
+    index: torch.Tensor | None = None
+
+    @property
+    def total(self) -> int:
+        """Patches the picture holds."""
+        return len(self.patches) if self.index is None else self.grid[0] * self.grid[1]
 
 
-def _inputs(pipe: "ScorePipeline", images: Any, tile: bool | None, invert: bool) -> list[_Input]:
+def sample_tiles(num_tiles: int, max_tiles: int | None, seed: int) -> torch.Tensor | None:
+    """Sorted indices of a uniform random sample of ``max_tiles`` of ``num_tiles`` tiles without replacement, drawn
+    from ``seed`` alone (the same picture size and seed give the same tiles); ``None`` when every tile is scored
+    (``max_tiles`` is ``None`` or not below ``num_tiles``)."""
+    if max_tiles is None or num_tiles <= max_tiles:
+        return None
+    perm = torch.randperm(num_tiles, generator=torch.Generator().manual_seed(int(seed)))
+    return perm[:max_tiles].sort().values
+
+
+def _inputs(pipe: "ScorePipeline", images: Any, tile: bool | None, invert: bool, max_tiles: int | None = None,
+            tile_seed: int = 0) -> list[_Input]:
     """Each image as model-size input(s): resized (:func:`scorezoo.data.to_levels`), or cut into the model's tiles at
     its own resolution (:func:`scorezoo.data.tile_levels`) when ``tile`` says so or the model tiles pictures at
-    least as large as itself.
+    least as large as itself; with ``max_tiles``, a picture of more tiles keeps a seeded sample of them
+    (:func:`sample_tiles`).
 
     Raises:
         ValueError: ``tile=True`` for arrays of levels, a picture smaller than one tile with ``tile=True``, or what
@@ -124,8 +152,14 @@ def _inputs(pipe: "ScorePipeline", images: Any, tile: bool | None, invert: bool)
         full = load_image(item, data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=invert, resize=False)
         if tile or (full.levels.shape[1] >= h and full.levels.shape[2] >= w):
             tiles = tile_levels(full.levels, (h, w))
-            out.append(_Input(tiles.patches, f"{full.transform}; tiled at its own resolution: {tiles.border}",
-                              tiles.grid))
+            text = f"{full.transform}; tiled at its own resolution: {tiles.border}"
+            index = sample_tiles(len(tiles.patches), max_tiles, tile_seed)
+            patches = tiles.patches
+            if index is not None:
+                patches = patches[index]
+                text += (f"; a random sample of {len(index)} of its {len(tiles.patches)} tiles scored (seed "
+                         f"{tile_seed}): its bits/dim is an estimate of the whole picture's")
+            out.append(_Input(patches, text, tiles.grid, index))
         else:
             li = load_image(item, data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=invert)
             out.append(_Input(li.levels[None], li.transform))
@@ -149,6 +183,25 @@ def _open_once(images, data_shape) -> list:
                              f"at least {w}×{h}, or a model of smaller pictures.")
         out.append(img)
     return out
+
+
+def estimate_seconds(pipe: "ScorePipeline", image: Any, plan: ScoringPlan, *, num_tiles: int, probe_tiles: int = 64,
+                     invert: bool = False) -> float:
+    """Seconds that scoring all ``num_tiles`` tiles of ``image`` with ``plan`` would take on this machine, now:
+    the time of scoring a seeded sample of ``probe_tiles`` of them (at most one solve), scaled by
+    ``num_tiles / probe_tiles``. A rough figure (a small solve costs a little more per tile than a full one; an
+    adaptive solver's steps vary), said before a long exact run starts.
+
+    Raises:
+        ValueError: as :func:`score_images`.
+    """
+    import time
+
+    n = max(1, min(int(probe_tiles), int(num_tiles), plan.max_batch_size // plan.num_repeats))
+    probe = plan.replace(max_tiles=n, bits_map=False)
+    t0 = time.perf_counter()
+    score_images(pipe, [image], probe, generator=torch.Generator().manual_seed(0), invert=invert)
+    return (time.perf_counter() - t0) * num_tiles / n
 
 
 def score_images(pipe: "ScorePipeline", images: Any, plan: ScoringPlan, *, generator: Generators = None,
@@ -181,7 +234,7 @@ def score_images(pipe: "ScorePipeline", images: Any, plan: ScoringPlan, *, gener
     """
     from ..likelihood import likelihood_bound, log_likelihood
 
-    inputs = _inputs(pipe, images, plan.tile, invert)
+    inputs = _inputs(pipe, images, plan.tile, invert, plan.max_tiles, plan.tile_seed)
     owner = torch.cat([torch.full((len(p.patches),), i, dtype=torch.long) for i, p in enumerate(inputs)])
     levels = torch.cat([p.patches for p in inputs])
     n, b, r = len(levels), len(inputs), plan.num_repeats
@@ -258,12 +311,18 @@ def _per_image(pipe, inputs: list[_Input], owner: torch.Tensor, bpd: torch.Tenso
         from ..data import untile
 
         per_dim = torch.cat(per_dim)
-        maps = [untile(per_dim[owner == i], p.grid) if p.grid else per_dim[owner == i][0]
-                for i, p in enumerate(inputs)]
+        maps = []
+        for i, p in enumerate(inputs):
+            mine = per_dim[owner == i]
+            if p.index is not None:  # the tiles the sample left out are NaN
+                full = torch.full((p.total, *mine.shape[1:]), float("nan"), dtype=mine.dtype)
+                full[p.index] = mine
+                mine = full
+            maps.append(untile(mine, p.grid) if p.grid else mine[0])
     path = per_image(torch.cat(paths, 1).permute(1, 2, 0)).permute(2, 1, 0) if paths else None
     pixels = math.prod(pipe.data_shape[1:]) if len(pipe.data_shape) == 3 else 1
     return BitsPerDimResult(
         bpd=mean, stderr=stderr.double(), nfe=torch.zeros(b, dtype=torch.long).scatter_reduce(0, owner, nfe, "amax"),
         bpd_repeats=repeats, transforms=[p.transform for p in inputs], num_patches=count.long(),
         pixels_scored=count.long() * pixels, times=times, bpd_path=path, bits_maps=maps,
-        tiled=[p.grid is not None for p in inputs])
+        tiled=[p.grid is not None for p in inputs], total_patches=torch.tensor([p.total for p in inputs]))
