@@ -48,7 +48,8 @@ def test_a_digit_on_the_schedule_is_the_librarys_number(digits, tmp_path):
     levels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
     Image.fromarray(levels).save(tmp_path / "d.png")
     score = score_file(digits, tmp_path / "d.png", seed=1, settings=DemoSettings(), bits_map=False)
-    plan = ScoringPlan.create(digits, num_repeats=4, max_batch_size=256)
+    # the app's plan also carries its sample of a large photo's tiles, drawn from the request's seed
+    plan = ScoringPlan.create(digits, num_repeats=4, max_batch_size=256, max_tiles=1024, tile_seed=1)
     lib = digits.bits_per_dim(str(tmp_path / "d.png"), plan=plan, generator=draw_generators(1, [0], 4))
     assert (score.bpd, score.stderr, score.nfe) == (lib.bpd.item(), lib.stderr.item(), digits.likelihood_schedule.nfe)
     assert score.num_repeats == 4 and score.bits_map is None and score.divergence == "exact"
