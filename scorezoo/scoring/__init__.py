@@ -21,10 +21,12 @@ importable from ``scorezoo.scoring``.
 """
 
 from .plan import (AUTO_EXACT_MAX_DIM, BOUND_DECODER_SAMPLES, BOUND_TIME_POINTS, DEFAULT_REPEATS, DEQUANTIZATIONS,
-                   DIVERGENCES, ESTIMATORS, SMALL_GRAYSCALE, SOLVES, ScoringPlan, choose_model, plan_from_options)
-from .run import BitsPerDimResult, draw_generators, draw_seed, score_images
+                   DIVERGENCES, ESTIMATORS, SMALL_GRAYSCALE, SOLVES, ScoringPlan, check_choices, choose_model,
+                   plan_from_options)
+from .run import BitsPerDimResult, draw_generators, draw_seed, open_pictures, score_images
 
 __all__ = ["choose_model", "SMALL_GRAYSCALE", "ScoringPlan", "BitsPerDimResult", "score_images", "draw_seed",
-           "draw_generators", "plan_from_options", "ESTIMATORS", "SOLVES", "DIVERGENCES", "DEQUANTIZATIONS",
-           "AUTO_EXACT_MAX_DIM", "DEFAULT_REPEATS", "BOUND_TIME_POINTS", "BOUND_DECODER_SAMPLES"]
+           "draw_generators", "open_pictures", "plan_from_options", "check_choices", "ESTIMATORS", "SOLVES",
+           "DIVERGENCES", "DEQUANTIZATIONS", "AUTO_EXACT_MAX_DIM", "DEFAULT_REPEATS", "BOUND_TIME_POINTS",
+           "BOUND_DECODER_SAMPLES"]
 
