@@ -36,7 +36,8 @@ import torch
 
 from ..likelihood.ode import short_repr
 from .specs import EvalData, load_eval_data
-from ..scoring import DEQUANTIZATIONS, DIVERGENCES, ESTIMATORS, ScoringPlan, draw_generators
+from ..scoring import (DEQUANTIZATIONS, DIVERGENCES, ESTIMATORS, ScoringPlan, check_choices, draw_generators,
+                       open_pictures)
 from .records import append_records, merge, read_records, repair, shard_path, shard_paths, summarize
 
 __all__ = ["evaluate", "EvalSummary", "EVAL_SOLVERS"]
@@ -57,8 +58,8 @@ class EvalSummary:
         stderr: its standard error over images (``None`` for fewer than 2 images).
         stderr_dequantization: the part of ``stderr`` due to each image's dequantization (and probe) noise,
             ``sqrt(mean_i(s_i^2 / K) / n)``, with K >= 2 draws; else ``None``.
-        num_images, num_scored, num_failed: images in the data (after ``limit``), scored, and failed (unreadable
-            or a failed solve; listed in ``failures`` and in the results file).
+        num_images, num_scored, num_failed: images in the data (after ``limit``), scored, and failed (unreadable,
+            smaller than the model, or a failed solve; listed in ``failures`` and in the results file).
         nfe_mean: mean score evaluations per image's solve.
         images_per_second: images scored by this run per second of its wall time (all processes together), or
             ``None`` when it had nothing left to do.
@@ -168,7 +169,8 @@ def _versions() -> dict:
 
 
 def _load(pipe, data: EvalData, idx: list[int]) -> tuple[list[int], object, list[dict]]:
-    """``(the images of idx that could be read, them as bits_per_dim takes them, failure records)``."""
+    """``(the images of idx that could be read, them as bits_per_dim takes them, failure records)``; a picture
+    smaller than the model is a failure (:func:`~scorezoo.scoring.open_pictures`), not an upscale."""
     from ..data import load_image
 
     if data.levels is not None:
@@ -178,7 +180,8 @@ def _load(pipe, data: EvalData, idx: list[int]) -> tuple[list[int], object, list
     ok, levels, failed = [], [], []
     for i in idx:
         try:
-            levels.append(load_image(data.paths[i], data_shape=pipe.data_shape, num_levels=pipe.num_levels).levels)
+            picture, = open_pictures(data.paths[i], pipe.data_shape)
+            levels.append(load_image(picture, data_shape=pipe.data_shape, num_levels=pipe.num_levels).levels)
             ok.append(i)
         except ValueError as e:
             failed.append({"index": i, "source": data.sources[i], "error": str(e).splitlines()[0]})
@@ -322,8 +325,8 @@ def evaluate(
     Raises:
         ValueError: before any work starts: bad or conflicting options, a model for continuous data or not for
             images, data the model does not fit (shape or levels), an unknown or missing data spec, an ``out`` that
-            is not ``.jsonl``, or results at ``out`` made with other settings or another model. Unreadable pictures
-            and failed solves do not raise: they are records with an ``"error"``.
+            is not ``.jsonl``, or results at ``out`` made with other settings or another model. Unreadable pictures,
+            pictures smaller than the model and failed solves do not raise: they are records with an ``"error"``.
     """
     from ..pipeline import ScorePipeline
     from ..progress import progress_bar
@@ -335,11 +338,8 @@ def evaluate(
     if limit is not None and sample is not None:
         raise ValueError("give limit (the first N images) or sample (N at random), not both.")
     _check_int("batch_size", batch_size, 1, allow_none=True)
-    for name, v, allowed in (("estimator", estimator, ESTIMATORS), ("solver", solver, EVAL_SOLVERS),
-                             ("divergence", divergence, DIVERGENCES),
-                             ("dequantization", dequantization, DEQUANTIZATIONS)):
-        if v not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {v!r}.")
+    check_choices(("estimator", estimator, ESTIMATORS), ("solver", solver, EVAL_SOLVERS),
+                  ("divergence", divergence, DIVERGENCES), ("dequantization", dequantization, DEQUANTIZATIONS))
     for name, v in (("rtol", rtol), ("atol", atol)):
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a positive number, got {v!r}.")

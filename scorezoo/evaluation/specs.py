@@ -12,7 +12,8 @@ Specs (one or more; several are concatenated in the order given, and must all be
                     tree ``train|test/<class>/*.png``)
 ``PATH``            a picture file, or every picture under a folder (recursively, sorted by path; the suffixes
                     of :data:`scorezoo.datasets.IMAGE_EXTENSIONS`), each resized to the model by
-                    :func:`scorezoo.data.load_image` (the transform of ``scorezoo bpd``)
+                    :func:`scorezoo.data.load_image` (the transform of ``scorezoo bpd``); one smaller than the
+                    model is refused, as ``scorezoo bpd`` refuses it (a failure of its own, not an upscale)
 ``@LIST``           the picture files named in the text file ``LIST``, one per line (relative to its folder;
                     blank lines and lines starting with ``#`` skipped)
 ``photos``          the held-out photos of :data:`scorezoo.datasets.PHOTOS`, each scored whole, tile by tile

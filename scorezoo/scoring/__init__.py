@@ -21,12 +21,13 @@ importable from ``scorezoo.scoring``.
 """
 
 from .plan import (AUTO_EXACT_MAX_DIM, BOUND_DECODER_SAMPLES, BOUND_TIME_POINTS, DEFAULT_MAX_TILES, DEFAULT_REPEATS,
-                   DEQUANTIZATIONS, DIVERGENCES, ESTIMATORS, SMALL_GRAYSCALE, SOLVES, ScoringPlan, choose_model,
-                   plan_from_options)
-from .run import BitsPerDimResult, draw_generators, draw_seed, estimate_seconds, sample_tiles, score_images
+                   DEQUANTIZATIONS, DIVERGENCES, ESTIMATORS, SMALL_GRAYSCALE, SOLVES, ScoringPlan, check_choices,
+                   choose_model, plan_from_options)
+from .run import (BitsPerDimResult, draw_generators, draw_seed, estimate_seconds, open_pictures, sample_tiles,
+                  score_images)
 
 __all__ = ["choose_model", "SMALL_GRAYSCALE", "ScoringPlan", "BitsPerDimResult", "score_images", "draw_seed",
-           "draw_generators", "plan_from_options", "ESTIMATORS", "SOLVES", "DIVERGENCES", "DEQUANTIZATIONS",
-           "AUTO_EXACT_MAX_DIM", "DEFAULT_REPEATS", "BOUND_TIME_POINTS", "BOUND_DECODER_SAMPLES", "DEFAULT_MAX_TILES",
-           "sample_tiles", "estimate_seconds"]
+           "draw_generators", "open_pictures", "plan_from_options", "check_choices", "ESTIMATORS", "SOLVES",
+           "DIVERGENCES", "DEQUANTIZATIONS", "AUTO_EXACT_MAX_DIM", "DEFAULT_REPEATS", "BOUND_TIME_POINTS",
+           "BOUND_DECODER_SAMPLES", "DEFAULT_MAX_TILES", "sample_tiles", "estimate_seconds"]
 

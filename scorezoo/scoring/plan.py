@@ -9,15 +9,15 @@ model for a picture when none is named. :mod:`scorezoo.scoring.run` carries a pl
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from ..likelihood.solvers import SOLVE_KINDS, SOLVERS, SolverSettings
 
 if TYPE_CHECKING:
     from ..pipeline import ScorePipeline
 
-__all__ = ["choose_model", "SMALL_GRAYSCALE", "ScoringPlan", "plan_from_options", "ESTIMATORS", "SOLVES",
-           "DIVERGENCES", "DEQUANTIZATIONS", "AUTO_EXACT_MAX_DIM", "DEFAULT_REPEATS", "BOUND_TIME_POINTS",
+__all__ = ["choose_model", "SMALL_GRAYSCALE", "ScoringPlan", "plan_from_options", "check_choices", "ESTIMATORS",
+           "SOLVES", "DIVERGENCES", "DEQUANTIZATIONS", "AUTO_EXACT_MAX_DIM", "DEFAULT_REPEATS", "BOUND_TIME_POINTS",
            "BOUND_DECODER_SAMPLES", "DEFAULT_MAX_TILES"]
 
 ESTIMATORS = ("ode", "bound")
@@ -36,6 +36,17 @@ DEFAULT_REPEATS = 4
 DEFAULT_MAX_TILES = 1024
 #: the likelihood bound's time points per image and decoder draws (:func:`scorezoo.likelihood.likelihood_bound`)
 BOUND_TIME_POINTS, BOUND_DECODER_SAMPLES = 1000, 16
+
+
+def check_choices(*options: tuple[str, object, Sequence[str]]) -> None:
+    """Refuse an option that is not one of its choices, each given as ``(name, value, choices)``, in order.
+
+    Raises:
+        ValueError: ``"<name> must be one of <choices>; got <value>."`` for the first that is not.
+    """
+    for name, value, choices in options:
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
 
 
 #: a grayscale picture of at most this many pixels on its longer side is a digit-like picture (the default model);
@@ -160,11 +171,8 @@ class ScoringPlan:
         if pipe.num_levels is None:
             raise ValueError("this model is for continuous data (num_levels is None): bits/dim of integer data does "
                              "not apply; use log_likelihood().")
-        for name, value, choices in (("estimator", estimator, ESTIMATORS), ("solver", solver, SOLVES),
-                                     ("divergence", divergence, DIVERGENCES),
-                                     ("dequantization", dequantization, DEQUANTIZATIONS)):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+        check_choices(("estimator", estimator, ESTIMATORS), ("solver", solver, SOLVES),
+                      ("divergence", divergence, DIVERGENCES), ("dequantization", dequantization, DEQUANTIZATIONS))
         for name, value in (("num_repeats", num_repeats), ("max_batch_size", max_batch_size),
                             ("max_tiles", max_tiles)):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
@@ -196,8 +204,6 @@ class ScoringPlan:
         if num_time_points is not None or num_decoder_samples is not None:
             raise ValueError("num_time_points and num_decoder_samples are the bound's: drop them, or use "
                              "estimator='bound'.")
-        if solver not in SOLVES:
-            raise ValueError(f"solver must be one of {', '.join(SOLVES)}; got {solver!r}.")
         settings = SolverSettings.choose(pipe.likelihood_schedule, solver=solver, **ode_options)
         if divergence == "auto":
             divergence = "exact" if pipe.dim <= AUTO_EXACT_MAX_DIM else "hutchinson"

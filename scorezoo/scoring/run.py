@@ -26,7 +26,8 @@ from .plan import ScoringPlan
 if TYPE_CHECKING:
     from ..pipeline import ScorePipeline
 
-__all__ = ["score_images", "BitsPerDimResult", "draw_seed", "draw_generators", "sample_tiles", "estimate_seconds"]
+__all__ = ["score_images", "BitsPerDimResult", "draw_seed", "draw_generators", "open_pictures", "sample_tiles",
+           "estimate_seconds"]
 
 
 def draw_seed(seed: int, index: int, draw: int) -> int:
@@ -137,7 +138,7 @@ def _inputs(pipe: "ScorePipeline", images: Any, tile: bool | None, invert: bool,
     if tile is True and not is_picture(images):
         raise ValueError("tile=True needs pictures (file paths or PIL images), not arrays of levels.")
     if is_picture(images) and len(pipe.data_shape) == 3:
-        images = _open_once(images, pipe.data_shape)
+        images = open_pictures(images, pipe.data_shape)
     if tile is False or not is_picture(images) or (tile is None and not pipe.tiles_larger_images):
         levels, transforms = to_levels(images, data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=invert)
         return [_Input(levels[i:i + 1], transforms[i]) for i in range(len(levels))]
@@ -166,9 +167,21 @@ def _inputs(pipe: "ScorePipeline", images: Any, tile: bool | None, invert: bool,
     return out
 
 
-def _open_once(images, data_shape) -> list:
+def open_pictures(images, data_shape) -> list:
     """Decode each picture file once (PIL images pass through) and refuse a picture smaller than the model on either
-    side: it would be upscaled, and its bits/dim would be those of pixels the upscale invented."""
+    side: it would be upscaled, and its bits/dim would be those of pixels the upscale invented.
+
+    Args:
+        images: a picture file path or PIL image, or a list of them.
+        data_shape: the model's ``(C, H, W)``.
+
+    Returns:
+        the pictures as PIL images, in order.
+
+    Raises:
+        ValueError: a file :func:`scorezoo.data.open_image` cannot read, or a picture smaller than ``W × H`` (the
+            message names the file and both sizes).
+    """
     from ..data import open_image
 
     c, h, w = data_shape

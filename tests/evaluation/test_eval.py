@@ -18,6 +18,7 @@ from scorezoo import cli
 from scorezoo.evaluation import evaluate, load_eval_data, summarize
 from scorezoo.evaluation.records import read_records, repair, shard_path
 from scorezoo.likelihood import LikelihoodSchedule
+from scorezoo.scoring import open_pictures
 from tests.helpers import accelerate_launch, tiny_unet_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -221,6 +222,28 @@ def test_cli_unreadable_files_are_failures_and_the_rest_is_scored(model_dir, tmp
     assert summary["command"].startswith("scorezoo eval --model")
     assert "bits/dim   " in text.out and "3 images" in text.out and "dequantization noise" in text.out
     assert Image.open(tmp_path / "hist.png").size[0] > 100
+
+
+def test_a_picture_smaller_than_the_model_is_a_failure_not_an_upscale(rgb_model_dir, tmp_path, capsys):
+    """As scorezoo bpd: a picture smaller than the model on either side would be scored on pixels the upscale
+    invented, so it is refused with bpd's message, a failure of its own; the others are scored."""
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    big = _picture(pics / "a.png", (12, 10), mode="RGB")
+    small = _picture(pics / "b.png", (6, 6), mode="RGB")
+    narrow = _picture(pics / "c.png", (12, 7), mode="RGB")  # wide enough, one row short
+    s = evaluate(str(rgb_model_dir), str(pics), tmp_path / "r.jsonl", **KW)
+    ok, *bad = s.records
+    assert ok["source"] == str(big) and "bpd" in ok and s.num_scored == 1 and s.num_failed == 2
+    for rec, path in zip(bad, (small, narrow)):
+        with pytest.raises(ValueError) as refused:
+            open_pictures(path, (3, 8, 8))
+        assert rec["source"] == str(path) and rec["error"] == str(refused.value) and "bpd" not in rec
+    assert bad[0]["error"] == (f"{small} is 6×6, smaller than the model's 8×8: scoring it would mean upscaling it, "
+                               "and the bits/dim would be those of invented pixels; give a picture of at least 8×8, "
+                               "or a model of smaller pictures.")
+    code = cli.main(["eval", "--model", str(rgb_model_dir), "--data", str(small), "--out", str(tmp_path / "c.jsonl")])
+    assert code == 1 and "1 of 1 images failed" in capsys.readouterr().err
 
 
 def test_cli_a_model_that_does_not_fit_is_one_line_before_any_work(rgb_model_dir, tmp_path, capsys):
