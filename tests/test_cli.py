@@ -311,3 +311,26 @@ def test_bpd_uses_the_schedule_by_default_and_the_exact_divergence_for_small_mod
     assert code == 0 and settings["solver"] == "fixed" and settings["divergence"] == "hutchinson"
     code, _, err = run(capsys, "bpd", "--digits", "1", "--model", folder, "--fast", "--adaptive")
     assert code == 2 and "not allowed with argument" in err
+
+
+def test_commands_take_half_the_cores_unless_told(monkeypatch, tmp_path, capsys):
+    """The thread rule (default_threads): OMP_NUM_THREADS wins; else half the cores, shared among a launch's
+    processes, at least 1; --threads N for this command only (torch's count is given back afterwards)."""
+    from scorezoo.cli.common import default_threads
+
+    assert default_threads({"OMP_NUM_THREADS": "3"}, cores=16) is None
+    assert default_threads({}, cores=2) == 1 and default_threads({}, cores=1) == 1
+    assert default_threads({}, cores=16) == 8
+    assert default_threads({"LOCAL_WORLD_SIZE": "4", "WORLD_SIZE": "8"}, cores=16) == 4
+    assert default_threads({"WORLD_SIZE": "2"}, cores=2) == 1
+    seen = []
+    from scorezoo.cli import bpd
+
+    monkeypatch.setattr(bpd, "run", lambda args: seen.append(torch.get_num_threads()) or 0)
+    before = torch.get_num_threads()
+    assert cli.main(["bpd", "--digits", "1", "--threads", "3"]) == 0
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cli.main(["bpd", "--digits", "1"]) == 0
+    assert seen == [3, default_threads()] and torch.get_num_threads() == before
+    code, _, err = run(capsys, "bpd", "--digits", "1", "--threads", "0")
+    assert code == 2 and "expected a positive integer" in err

@@ -27,7 +27,7 @@ import traceback
 from typing import Sequence
 
 from .. import __version__
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, debug_enabled
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CLIError, debug_enabled, default_threads
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "COMMANDS"]
 
@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that record how they were run
     debug = debug_enabled(args)
     try:
+        if hasattr(args, "threads"):  # the commands that compute; the others import no torch
+            from ..utils import torch_threads
+
+            with torch_threads(args.threads or default_threads()):
+                return args.func(args)
         return args.func(args)
     except CLIError as e:
         if debug:
