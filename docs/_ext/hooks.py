@@ -22,7 +22,9 @@ NAV_TITLE = "API reference"
 #: site page <- repository file
 FROM_ROOT = {"index.md": "README.md", "changelog.md": "CHANGELOG.md", "contributing.md": "CONTRIBUTING.md",
              "benchmark-likelihood.md": "benchmarks/results/likelihood.md",
-             "benchmark-cifar-cost.md": "benchmarks/results/cifar_cost.md"}
+             "benchmark-cifar-cost.md": "benchmarks/results/cifar_cost.md",
+             "benchmark-photo-nfe.md": "benchmarks/results/photo_nfe.md",
+             "benchmark-eval-cost.md": "benchmarks/results/eval_cost.md"}
 
 
 def _modules(root: Path) -> list[tuple[str, bool]]:
