@@ -125,7 +125,8 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
                             "when the model has one and no solver option is given; an error without one) and "
                             "Hutchinson's divergence unless --divergence is given, with "
                             f"{FAST_REPEATS} draws per picture in scorezoo bpd for small models such as the 8×8 digits "
-                            "(unless -k is given): the same expected bits/dim, its standard error includes the probes' noise")
+                            "(unless -k is given): the same expected bits/dim, its standard error includes the "
+                            "probes' noise")
     solve.add_argument("--adaptive", action="store_true",
                        help="the adaptive solver (dopri5 with a step size per picture, rtol = atol = 1e-5) even when "
                             "the model has a schedule")
