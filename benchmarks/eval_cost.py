@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -80,8 +81,7 @@ def main() -> None:
             "rounds; `python benchmarks/eval_cost.py`.\n\n" + "\n".join(rows) + "\n")
     print(text)
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 import warnings
 
 import torch
@@ -102,8 +103,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
 
 __all__ = ["ScoreFn", "Generators", "bcast", "check_batch", "check_generator", "generator_rows", "is_real", "is_int",
-           "randn", "rand", "randint", "torch_threads"]
+           "randn", "rand", "randint", "torch_threads", "cpu_count"]
 
 #: the one interface of "the score": ``score_fn(x: (B, *S), t: (B,)) -> (B, *S)``, an estimate of
 #: ``grad_x log p_t(x)``
@@ -133,6 +134,14 @@ def randint(high: int, shape, *, generator: Generators = None, device=None) -> t
     """Integers in [0, high) of ``shape`` drawn from ``generator`` on its device, returned on ``device``; per row
     with a list, as :func:`randn`."""
     return _draw(lambda s, **kw: torch.randint(0, high, s, **kw), shape, generator, device)
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

@@ -72,17 +72,16 @@ def default_threads(environ=None, cores: int | None = None) -> int | None:
     is set, else ``max(1, cores // max(2, P))`` for ``P`` processes of a launch on this machine
     (``LOCAL_WORLD_SIZE``, else ``WORLD_SIZE``, else 1).
 
-    Why: torch's default takes every core, and two such processes oversubscribe a small machine (measured on 2
-    cores: a 128×128 crop in 13 s alone, 66 s each when two ran at once, 17 s each with one thread each).
+    Why: torch's default takes every core, and two such processes oversubscribe a small machine (reported in issue
+    #20 on 2 cores: a 128×128 crop in 13 s alone, 66 s each when two ran at once, 17 s each with one thread each).
     """
     env = os.environ if environ is None else environ
     if env.get("OMP_NUM_THREADS"):
         return None
     if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # macOS, Windows
-            cores = os.cpu_count() or 1
+        from ..utils import cpu_count
+
+        cores = cpu_count()
     try:
         procs = int(env.get("LOCAL_WORLD_SIZE") or env.get("WORLD_SIZE") or 1)
     except ValueError:

@@ -10,7 +10,6 @@ pipeline's samplers and ``log_likelihood``, or from the registry (:func:`scorezo
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,20 +24,13 @@ from ..dequantization import bits_per_dim
 from ..likelihood.solvers import SolverSettings
 from ..pipeline import ScorePipeline
 from ..scoring import DEFAULT_MAX_TILES, ScoringPlan
+from ..utils import cpu_count
 from .models import (REGISTRY_HEADERS, ModelEntry, PipelineCache, card_markdown, folder_model, registry_rows,
                      takes_colour, zoo_models)
 
 __all__ = ["DemoSettings", "ModelEntry", "zoo_models", "folder_model", "takes_colour", "card_markdown",
            "registry_rows", "REGISTRY_HEADERS", "PipelineCache", "DemoContext", "AUTO", "SOLVER_KEYS",
-           "solver_for", "plan_for", "choose_model", "ImageScore", "score_file", "density_grid", "cpu_count"]
-
-
-def cpu_count() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells it, else ``os.cpu_count()``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+           "solver_for", "plan_for", "choose_model", "ImageScore", "score_file", "density_grid"]
 
 
 @dataclass
