@@ -21,10 +21,10 @@ import torch
 
 from scorezoo import ScorePipeline
 from scorezoo.likelihood import LikelihoodSchedule
+from scorezoo.likelihood.solvers import SOLVERS
 from scorezoo.scoring import ScoringPlan, draw_generators
 from scorezoo.training.export import calibration_points
 
-METHODS = {"rk4": 4, "heun3": 3, "midpoint": 2, "heun2": 2}
 
 
 def crop_path(size: int) -> str:
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--ref-tol", type=float, default=1e-5)
     ap.add_argument("--optimizer-evals", type=int, default=40)
     ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--initial-steps", type=int, default=4)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     pipe = ScorePipeline.from_pretrained(args.model)
@@ -75,12 +76,12 @@ def main() -> None:
     print(rows[-1], flush=True)
     for method in args.methods.split(","):
         for max_nfe in (int(v) for v in args.max_nfe.split(",")):
-            steps = max_nfe // METHODS[method]
+            steps = max_nfe // SOLVERS[method].stages
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sch = pipe.calibrate_likelihood_schedule(x, target=args.target, criterion="mean", method=method,
-                                                         max_steps=steps, initial_steps=min(4, steps),
+                                                         max_steps=steps, initial_steps=min(args.initial_steps, steps),
                                                          reference_tol=args.ref_tol,
                                                          optimizer_evals=args.optimizer_evals,
                                                          generator=torch.Generator().manual_seed(0))

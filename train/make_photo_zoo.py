@@ -17,6 +17,9 @@ From the run's ``pipeline/`` (EMA weights), ``config.yaml``, ``results.json`` an
 With ``--dequantizer runs/deq-vp-mle-photo16`` (a finished ``train/train_dequantizer.py`` run for this model) it also
 bundles that variational dequantizer (``dequantizer/``) and its held-out section in the card; ``--only-dequantizer``
 does just that to an existing bundle.
+
+``--refresh-photos`` re-scores step 4 with the bundle at ``--out`` as it is (e.g. after ``train/calibrate_zoo.py``
+gave it a new schedule), rewrites ``photos.json`` (keeping its other entries) and prints the card's table.
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ def photo_rows(pipe: ScorePipeline, names: list[str]) -> list[dict]:
     return rows
 
 
+def refresh_photos(out: Path) -> None:
+    """Step 4 again with the bundle at ``out``: ``photos.json``'s rows and timing rewritten, its other entries kept."""
+    pipe = ScorePipeline.from_pretrained(out)
+    table = json.loads((out / "photos.json").read_text())
+    table["heldout"] = photo_rows(pipe, [p.name for p in PHOTOS if p.split == "heldout"])
+    table["timing_512"] = photo_rows(pipe, ["astronaut"])[0]
+    (out / "photos.json").write_text(json.dumps(table, indent=1) + "\n")
+    print(photo_table(table["heldout"]))
+    t = table["timing_512"]
+    print(f"512×512 (astronaut): {t['seconds']:.1f} s, {t['patches']} tiles of {t['nfe']} NFE")
+
+
 def photo_table(rows: list[dict]) -> str:
     head = "| photo | pixels scored | model bits/dim | PNG | WebP lossless | JPEG XL lossless | seconds |"
     out = [head, "|---|---|---|---|---|---|---|"]
@@ -100,7 +115,15 @@ def main(argv=None) -> None:
                     help="the training process's CPU time (ps TIME), for the card's budget line")
     ap.add_argument("--dequantizer", default=None, help="a finished train_dequantizer.py run for this model to bundle")
     ap.add_argument("--only-dequantizer", action="store_true", help="only bundle --dequantizer with the model in --out")
+    ap.add_argument("--refresh-photos", action="store_true",
+                    help="re-score the held-out photos and the 512×512 timing with the bundle at --out; rewrite "
+                         "photos.json and print the card's table")
     args = ap.parse_args(argv)
+    if args.refresh_photos:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        refresh_photos(Path(args.out))
+        return
     if args.only_dequantizer:
         if not args.dequantizer:
             ap.error("--only-dequantizer needs --dequantizer RUN")

@@ -115,7 +115,8 @@ def add_solver_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=None,
                    help=f"ODE method: adaptive ({', '.join(adaptive_methods())}; default dopri5) or fixed-step "
                         f"({', '.join(fixed_methods())}, with --step-size)")
-    p.add_argument("--step-size", type=positive_float, default=None, help="step of a fixed-step --method")
+    p.add_argument("--step-size", type=positive_float, default=None,
+                   help="step of a fixed-step --method, in its time variable (t; log rho for dpmpp2m and dpmpp3m)")
     p.add_argument("--rtol", type=positive_float, default=None, help="adaptive solver's relative tolerance (1e-5)")
     p.add_argument("--atol", type=positive_float, default=None, help="adaptive solver's absolute tolerance (1e-5)")
     solve = p.add_mutually_exclusive_group()

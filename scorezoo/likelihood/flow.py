@@ -178,6 +178,22 @@ class LogDensityODE:
                 dy, ddelta = bcast(j, dy) * dy, bcast(j, ddelta) * ddelta
         return dy.reshape(b, d), ddelta.reshape(b, d) if self.per_dimension else ddelta
 
+    def denoised_and_divergence(self, u: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The denoised data ``x0_hat = (x + sigma^2 s) / alpha`` ``(B, D)`` at ``x: (B, D)`` and time ``t(u)``, and
+        ``g = alpha div_x x0_hat = D + sigma^2 div_x s`` ``(B,)`` (per dimension ``1 + sigma^2 (ds/dx)_ii``,
+        ``(B, D)``): what :func:`~scorezoo.likelihood.multistep.multistep_solve` interpolates (Tweedie's formula;
+        Lu et al. 2022, DPM-Solver++). One evaluation (counted in :attr:`nfe`)."""
+        self.nfe += 1
+        t = self._t_batch(self.to_t(torch.as_tensor(u, dtype=torch.float64).clamp(self.u0, self.u1)))
+        xs = x.reshape(self.shape)
+        s, div_s = self.flow.score_and_divergence(xs, t, probes=self.probes, network_batch_size=self.network_batch_size,
+                                                  per_dimension=self.per_dimension)
+        alpha, sigma = self.sde.alpha_sigma(t)
+        x0_hat = (xs + bcast(sigma**2, xs) * s) / bcast(alpha, xs)
+        ones = 1.0 if self.per_dimension else float(self.d)
+        g = ones + bcast(sigma**2, div_s) * div_s
+        return x0_hat.reshape(self.b, self.d), g.reshape(self.b, self.d) if self.per_dimension else g
+
     def to_data(self, u: torch.Tensor, position: torch.Tensor,
                 delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """States at times ``u`` ``(N,)`` back in data terms: ``x (N, B, *S)`` and the divergence integral of ``x``

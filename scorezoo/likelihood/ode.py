@@ -1,13 +1,15 @@
 """Exact log-likelihoods ``log p_eps(x)`` by the probability-flow ODE (Song et al. ICLR 2021, eq. 39).
 
 The ODE and its divergence integral (:mod:`scorezoo.likelihood.flow`) are solved jointly from ``eps`` to ``T``
-by torchdiffeq (one step size for the batch, any of its methods) or torchode (a step size per sample), adaptively
-or on the fixed steps of a calibrated :class:`~scorezoo.likelihood.schedule.LikelihoodSchedule`.
+by torchdiffeq (one step size for the batch, any of its methods), torchode (a step size per sample) or scorezoo's
+multistep exponential integrators (:mod:`scorezoo.likelihood.multistep`), adaptively or on the fixed steps of a
+calibrated :class:`~scorezoo.likelihood.schedule.LikelihoodSchedule`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -156,8 +158,10 @@ def log_likelihood(
             * ``step_size`` (or ``options={"step_size": h}``): a fixed-step method's step.
             * ``solver``: the ODE library, ``"torchode"`` (the default where it has the method: a step size per
               sample, so a sample's answer does not depend on its batch mates beyond float rounding) or
-              ``"torchdiffeq"`` (one step size for the batch; every method).
-            * ``time_variable``: integrate in ``"t"`` (default), ``"rho"`` or ``"log_rho"`` (see
+              ``"torchdiffeq"`` (one step size for the batch; every Runge-Kutta method); ``"scorezoo"`` for the multistep methods
+              ``"dpmpp2m"`` and ``"dpmpp3m"``, one evaluation per step, :mod:`scorezoo.likelihood.multistep`).
+            * ``time_variable``: integrate in ``"t"`` (default; ``"log_rho"``, the only one, for the multistep
+              methods), ``"rho"`` or ``"log_rho"`` (see
               :mod:`scorezoo.likelihood.flow`).
 
     Returns:
@@ -194,7 +198,14 @@ def log_likelihood(
         u_grid = torch.unique(torch.cat([u_grid, u_times]))
     state0 = ode.initial_state(x)
     with torch.no_grad(), frozen_weights(score_fn):
-        if settings.backend == "torchdiffeq":
+        if settings.backend == "scorezoo":
+            from .multistep import MULTISTEP_METHODS, multistep_solve
+
+            # as torchdiffeq's fixed-step methods: steps of step_size from u0 (the last one shorter), the times
+            # asked for reported from within the steps; without a step size, steps along the grid
+            steps = u_grid if settings.step_size is None else _step_grid(ode.u0, ode.u1, settings.step_size)
+            ys, deltas = multistep_solve(ode, state0, steps, MULTISTEP_METHODS[settings.method], report=u_grid)
+        elif settings.backend == "torchdiffeq":
             # a tuple state, so that torchdiffeq's mixed norm controls the log-density on its own
             ys, deltas = solve(ode, state0, u_grid.to(dt).to(x.device), method=settings.method,
                                backend="torchdiffeq", rtol=settings.rtol, atol=settings.atol,
@@ -217,6 +228,12 @@ def log_likelihood(
     return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, nfe=ode.nfe, z=z,
                             times=None if times is None else times.to(dt), delta_logp_path=delta_path,
                             logp_per_dim=logp_per_dim)
+
+
+def _step_grid(u0: float, u1: float, step_size: float) -> torch.Tensor:
+    """Float64 points ``u0, u0 + h, ...`` below ``u1``, then ``u1`` (as torchdiffeq's fixed-step grid)."""
+    n = max(1, math.ceil((u1 - u0) / step_size - 1e-9))
+    return torch.tensor([u0 + k * step_size for k in range(n)] + [u1], dtype=torch.float64)
 
 
 def _mixed_norm(d: int):

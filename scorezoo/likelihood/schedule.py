@@ -20,14 +20,17 @@ from ..sde import SDE
 from ..utils import ScoreFn, check_batch, check_generator, is_int, is_real
 from .divergence import check_divergence, draw_probes
 from .flow import LogDensityODE, ProbabilityFlow
+from .multistep import MULTISTEP_METHODS, multistep_solve
 from .ode import frozen_weights
 from .solvers import SOLVERS, solve
 
 __all__ = ["LikelihoodSchedule", "calibrate_schedule", "check_schedule", "FIXED_METHODS", "CRITERIA"]
 
-#: the fixed-step methods of :data:`~scorezoo.likelihood.solvers.SOLVERS` a schedule can use, with their orders (each
-#: also takes that many evaluations per step)
-FIXED_METHODS = {n: s.order for n, s in SOLVERS.items() if not s.adaptive and s.stages == s.order}
+#: the fixed-step methods of :data:`~scorezoo.likelihood.solvers.SOLVERS` a schedule can use, with their orders: the
+#: Runge-Kutta methods whose stages equal their order, and the multistep exponential integrators (one evaluation per
+#: step, :mod:`scorezoo.likelihood.multistep`)
+FIXED_METHODS = {n: s.order for n, s in SOLVERS.items()
+                 if not s.adaptive and (s.stages == s.order or n in MULTISTEP_METHODS)}
 #: what a calibration target bounds: each sample's error (root mean square) or the error of the mean
 CRITERIA = ("rms", "mean")
 
@@ -43,7 +46,9 @@ class LikelihoodSchedule:
 
     Attributes:
         times: ``(N + 1,)`` float64 times from ``eps`` to ``T``, increasing.
-        method: a torchdiffeq fixed-step method (``"rk4"``, ``"heun3"``, ``"midpoint"``, ``"heun2"``, ``"euler"``).
+        method: a torchdiffeq fixed-step method (``"rk4"``, ``"heun3"``, ``"midpoint"``, ``"heun2"``, ``"euler"``),
+            or a multistep exponential integrator (``"dpmpp3m"``, ``"dpmpp2m"``; one evaluation per step, in
+            ``"log_rho"``; :mod:`scorezoo.likelihood.multistep`).
         time_variable: ``"log_rho"`` or ``"t"`` (see :func:`~scorezoo.likelihood.ode.log_likelihood`).
         target: the calibration target in bits/dim, or ``None``.
         criterion: what ``target`` bounds: ``"rms"`` (each sample's error, root mean square over the
@@ -97,6 +102,8 @@ class LikelihoodSchedule:
             raise ValueError(f"a schedule's method must be one of {sorted(FIXED_METHODS)}, got {self.method!r}.")
         if self.time_variable not in ("t", "log_rho"):
             raise ValueError(f"a schedule's time_variable must be 't' or 'log_rho', got {self.time_variable!r}.")
+        if self.method in MULTISTEP_METHODS and self.time_variable != "log_rho":
+            raise ValueError(f"{self.method!r} steps in log rho: a schedule with it needs time_variable 'log_rho'.")
         if len(self.times) < 2 or not torch.isfinite(self.times).all() or (self.times.diff() <= 0).any():
             raise ValueError("a schedule's times must be at least two finite, increasing times from eps to T.")
 
@@ -112,8 +119,9 @@ class LikelihoodSchedule:
 
     @property
     def nfe(self) -> int:
-        """Network evaluations of one solve: steps times the method's stages."""
-        return self.num_steps * FIXED_METHODS[self.method]
+        """Network evaluations of one solve: steps times the method's stages (one per step for a multistep
+        method)."""
+        return self.num_steps * SOLVERS[self.method].stages
 
     def to_dict(self) -> dict:
         """A JSON-able dict (the ``likelihood_schedule`` entry of a pipeline config)."""
@@ -213,7 +221,10 @@ def calibrate_schedule(
         eps: start time, in (0, T).
         target: the error to reach, bits/dim (finite, > 0; the zoo's images use 0.002).
         criterion: ``"rms"`` or ``"mean"`` (see above).
-        method: a fixed-step torchdiffeq method, one of ``FIXED_METHODS``.
+        method: a fixed-step method, one of ``FIXED_METHODS``: a Runge-Kutta method (steps placed as above), or a
+            multistep exponential integrator ``"dpmpp3m"``/``"dpmpp2m"`` (one evaluation per step; its grids are
+            uniform in log rho, one step more at a time until the measured error meets the target, then one step
+            fewer at a time with Nelder-Mead-placed points while it holds; needs ``measure``).
         time_variable: ``"log_rho"`` (the default: the steps of a VP model's ODE are then nearly even) or ``"t"``.
         initial_steps, max_steps: the schedule's first and largest number of steps.
         measure: measure the error against a reference solve (above); costs one tight adaptive solve of ``x``
@@ -260,6 +271,9 @@ def calibrate_schedule(
         raise ValueError(f"method must be a fixed-step method, one of {sorted(FIXED_METHODS)}; got {method!r}.")
     if time_variable not in ("t", "log_rho"):
         raise ValueError(f"time_variable must be 't' or 'log_rho' for a schedule, got {time_variable!r}.")
+    if method in MULTISTEP_METHODS and (time_variable != "log_rho" or not measure):
+        raise ValueError(f"{method!r} steps in log rho and is calibrated on the measured error: use "
+                         "time_variable='log_rho' and measure=True.")
     if not 1 <= int(initial_steps) <= int(max_steps):
         raise ValueError(f"need 1 <= initial_steps <= max_steps, got {initial_steps} and {max_steps}.")
     probes = draw_probes(x, probe, 1, generator) if divergence == "hutchinson" else None
@@ -267,7 +281,8 @@ def calibrate_schedule(
     with torch.no_grad(), frozen_weights(score_fn):
         if measure:
             cal.solve_reference(reference_tol)
-        grid, estimate, e = cal.run(int(initial_steps), int(max_steps), target, optimizer_evals)
+        search = cal.run_multistep if method in MULTISTEP_METHODS else cal.run
+        grid, estimate, e = search(int(initial_steps), int(max_steps), target, optimizer_evals)
     times = cal.ode.to_t(torch.tensor(grid, dtype=torch.float64))
     times[0], times[-1] = eps, sde.T
     measured = cal.reference is not None
@@ -301,6 +316,9 @@ class _Calibration:
         self.reference: torch.Tensor | None = None
 
     def solve(self, state, us: list[float], method: str | None = None, tol: float | None = None):
+        method = method or self.method
+        if method in MULTISTEP_METHODS:
+            return multistep_solve(self.ode, state, torch.tensor(us, dtype=torch.float64), MULTISTEP_METHODS[method])
         grid = torch.tensor(us, dtype=self.x.dtype, device=self.x.device)
         return solve(self.ode, state, grid, method=method or self.method, backend="torchdiffeq", rtol=tol, atol=tol)
 
@@ -353,6 +371,30 @@ class _Calibration:
         estimated = -per_step.sum(0) / self.nats_per_bpd  # a log p too high is too few bits/dim
         e = self.measured(states[-1]) if self.reference is not None else estimated
         return states, errors, per_step, estimated.pow(2).mean().sqrt().item(), e
+
+    def run_multistep(self, initial_steps: int, max_steps: int, target: float,
+                      optimizer_evals: int) -> tuple[list[float], None, torch.Tensor]:
+        """The search of :func:`calibrate_schedule` for a multistep method, on the measured error alone (a multistep
+        step has no step-doubling estimate of its own): grids uniform in log rho from ``initial_steps`` steps, one
+        step more at a time until the target is met; then, with ``optimizer_evals``, one step fewer at a time with
+        the points moved by Nelder-Mead while the target still holds. Returns ``(grid, None, per-sample errors)``."""
+        def uniform(n: int) -> list[float]:
+            return torch.linspace(self.ode.u0, self.ode.u1, n + 1, dtype=torch.float64).tolist()
+
+        n = initial_steps
+        grid = uniform(n)
+        e = self.measure_grid(grid)
+        while self.value(e) > target and n < max_steps:
+            n += 1
+            grid = uniform(n)
+            e = self.measure_grid(grid)
+        while self.value(e) <= target and optimizer_evals > 0 and n > 2:
+            trial = _optimize_grid(uniform(n - 1), self.measure_grid, optimizer_evals)
+            trial_e = self.measure_grid(trial)
+            if self.value(trial_e) > target:
+                break
+            grid, e, n = trial, trial_e, n - 1
+        return grid, None, e
 
     def run(self, initial_steps: int, max_steps: int, target: float,
             optimizer_evals: int) -> tuple[list[float], float, torch.Tensor]:

@@ -3,11 +3,12 @@
 :data:`SOLVERS` maps a method's name to what it is (:class:`Solver`): adaptive or fixed-step, its order, the
 evaluations a fixed step costs, and the libraries that implement it: torchdiffeq (Chen et al. 2018; one step size
 for the whole batch) and torchode (Lienen & Günnemann 2022; a step size per sample, so that each sample's answer is
-independent of its batch mates). The command line, the pipeline, :func:`~scorezoo.likelihood.log_likelihood`, the
+independent of its batch mates), and scorezoo itself for the multistep exponential integrators ``dpmpp2m`` and
+``dpmpp3m`` (:mod:`scorezoo.likelihood.multistep`; the probability-flow likelihood only, in log rho). The command line, the pipeline, :func:`~scorezoo.likelihood.log_likelihood`, the
 calibrated schedules and the ODE sampler all read it; a name that is not in it is refused with the list.
 
 :func:`solve` integrates ``dy/du = func(u, y)`` over a grid with the chosen method and backend; the probability-flow
-likelihood, the schedule calibration and the ODE sampler go through it.
+likelihood (except the multistep methods), the schedule calibration and the ODE sampler go through it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import torch
 __all__ = ["Solver", "SOLVERS", "SOLVE_KINDS", "SolverSettings", "BACKENDS", "DEFAULT_METHOD", "DEFAULT_TOL",
            "get_solver", "adaptive_methods", "fixed_methods", "default_backend", "solve"]
 
-#: the libraries that integrate ODEs here
-BACKENDS = ("torchdiffeq", "torchode")
+#: the libraries that integrate ODEs here ("scorezoo": the multistep methods of
+#: :mod:`scorezoo.likelihood.multistep`, for the probability-flow likelihood only)
+BACKENDS = ("torchdiffeq", "torchode", "scorezoo")
 #: the adaptive method used unless another is asked for
 DEFAULT_METHOD = "dopri5"
 #: the adaptive solvers' relative and absolute tolerance unless told otherwise
@@ -51,13 +53,16 @@ class Solver:
     backends: tuple[str, ...]
 
 
-#: every method scorezoo can run (Hairer, Nørsett & Wanner, Solving ODEs I, for the tableaux and orders)
+#: every method scorezoo can run (Hairer, Nørsett & Wanner, Solving ODEs I, for the tableaux and orders; the
+#: multistep ``dpmpp*m`` of Lu et al. 2022, DPM-Solver++, evaluate once per step, in log rho)
 SOLVERS: dict[str, Solver] = {s.name: s for s in (
     Solver("euler", False, 1, 1, ("torchdiffeq",)),
     Solver("midpoint", False, 2, 2, ("torchdiffeq",)),
     Solver("heun2", False, 2, 2, ("torchdiffeq",)),
     Solver("heun3", False, 3, 3, ("torchdiffeq",)),
     Solver("rk4", False, 4, 4, ("torchdiffeq",)),
+    Solver("dpmpp2m", False, 2, 1, ("scorezoo",)),
+    Solver("dpmpp3m", False, 3, 1, ("scorezoo",)),
     Solver("dopri5", True, 5, None, ("torchode", "torchdiffeq")),
     Solver("tsit5", True, 5, None, ("torchode",)),
     Solver("bosh3", True, 3, None, ("torchdiffeq",)),
@@ -122,6 +127,10 @@ def solve(func: Callable, y0, grid: torch.Tensor, *, method: str, backend: str |
     """
     spec = get_solver(method)
     backend = backend or spec.backends[0]
+    if spec.backends == ("scorezoo",):
+        raise ValueError(f"{method!r} is a multistep method of the probability-flow likelihood only "
+                         "(scorezoo.likelihood.log_likelihood, a likelihood schedule); choose a Runge-Kutta method "
+                         "here, e.g. 'rk4' or 'dopri5'.")
     if backend not in spec.backends:
         raise ValueError(f"{backend} does not have {method!r}; it is in {', '.join(spec.backends)}.")
     if spec.adaptive and step_size is not None:
@@ -213,7 +222,8 @@ class SolverSettings:
                 raise ValueError(f"a calibrated schedule fixes the solve (its method, steps and time variable; the "
                                  f"path is reported at its steps): drop {', '.join(given)}, or drop the schedule to "
                                  "choose the solver.")
-            return cls(schedule.method, "torchdiffeq", schedule=schedule, time_variable=schedule.time_variable)
+            return cls(schedule.method, get_solver(schedule.method).backends[0], schedule=schedule,
+                       time_variable=schedule.time_variable)
         method = DEFAULT_METHOD if method is None else method
         spec = get_solver(method)
         if backend is not None and backend not in BACKENDS:
@@ -221,9 +231,13 @@ class SolverSettings:
         backend = backend or spec.backends[0]
         if backend not in spec.backends:
             raise ValueError(f"{backend} does not have the method {method!r}: it is in {', '.join(spec.backends)}.")
-        time_variable = "t" if time_variable is None else time_variable
+        multistep = spec.backends == ("scorezoo",)
+        time_variable = ("log_rho" if multistep else "t") if time_variable is None else time_variable
         if time_variable not in TIME_VARIABLES:
             raise ValueError(f"time_variable must be one of {TIME_VARIABLES}, got {time_variable!r}.")
+        if multistep and time_variable != "log_rho":
+            raise ValueError(f"{method!r} steps in log rho (the log noise-to-signal ratio); drop time_variable or "
+                             "give 'log_rho'.")
         if spec.adaptive:
             if step_size is not None:
                 raise ValueError(f"{method!r} is adaptive: it chooses its own steps, so drop the step size (or "

@@ -76,19 +76,24 @@ def calibration_points(pipe: ScorePipeline) -> torch.Tensor:
                               generator=torch.Generator().manual_seed(1), dtype=pipe.dtype)
 
 
-def calibrate(pipe: ScorePipeline, target: float) -> dict:
+def calibrate(pipe: ScorePipeline, target: float, **kwargs) -> dict:
     """Calibrate ``pipe``'s fast-likelihood step schedule in place on :func:`calibration_points`, Hutchinson probes
     of seed 0 (:meth:`ScorePipeline.calibrate_likelihood_schedule`).
 
     Args:
         target: the schedule's error budget in bits/dim (the zoo uses 0.002 for images and 0.005 for the 2-D toys,
             whose sharp edges would need more than 64 steps for 0.002).
+        kwargs: more options of :func:`scorezoo.likelihood.calibrate_schedule` (``method``, ``criterion``,
+            ``max_steps``, ``optimizer_evals``).
 
     Returns:
-        A summary: ``{"steps", "nfe", "estimated_error_bpd", "seconds"}``.
+        A summary: ``{"method", "steps", "nfe", "estimated_error_bpd", "measured_mean_error_bpd",
+        "measured_rms_error_bpd", "seconds"}`` (an error is ``None`` where it was not computed).
     """
     t0 = time.perf_counter()
     sch = pipe.calibrate_likelihood_schedule(calibration_points(pipe), target=target,
-                                             generator=torch.Generator().manual_seed(0))
-    return {"steps": sch.num_steps, "nfe": sch.nfe, "estimated_error_bpd": round(sch.estimated_error, 5),
+                                             generator=torch.Generator().manual_seed(0), **kwargs)
+    r5 = lambda v: None if v is None else round(v, 5)  # noqa: E731
+    return {"method": sch.method, "steps": sch.num_steps, "nfe": sch.nfe, "estimated_error_bpd": r5(sch.estimated_error),
+            "measured_mean_error_bpd": r5(sch.measured_mean_error), "measured_rms_error_bpd": r5(sch.measured_rms_error),
             "seconds": round(time.perf_counter() - t0, 1)}
