@@ -48,6 +48,7 @@ CALIBRATED = {"scorezoo (calibrated)"}
 #: more scorezoo variants, on request (--methods)
 EXTRA = ["scorezoo (log rho)"]
 PEERS = ["k-diffusion", "flow_matching", "score_sde (scipy)"]
+DEFAULT_MODELS = {"digits": "vp-mle-digits", "photo": "vp-mle-photo16", "cifar": "vp-mle-cifar10-small"}
 
 
 # -- the workloads ---------------------------------------------------------------------------------------
@@ -77,20 +78,17 @@ def photo_workload(model: str, n: int, seed: int):
     return pipe, x
 
 
-def cifar_workload(n: int, seed: int):
-    """A randomly initialised 32×32×3 UNet2DModel (CIFAR-sized cost) and random 8-bit images."""
-    from diffusers import UNet2DModel
+def cifar_workload(model: str, n: int, seed: int, split: str = "test"):
+    """The CIFAR-10 model (``vp-mle-cifar10-small``) and ``n`` images of a CIFAR-10 split (a seeded random choice;
+    the data from $SCOREZOO_CIFAR10 or the default places, see :func:`scorezoo.datasets.find_cifar10`), dequantized
+    once with ``seed``."""
+    from scorezoo.datasets import load_cifar10_split
 
-    from scorezoo import VPSDE
-
-    torch.manual_seed(0)
-    net = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(32, 64, 64),
-                      down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-                      up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
-                      norm_num_groups=8)
-    pipe = ScorePipeline(net, VPSDE(), data_shape=(3, 32, 32), num_levels=256)
-    levels = torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed))
-    x = uniform_dequantize(levels, num_levels=256, generator=torch.Generator().manual_seed(seed))
+    pipe = ScorePipeline.from_pretrained(model)
+    images, _, _ = load_cifar10_split(None, split)
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    x = uniform_dequantize(images[pick], num_levels=256, data_range=pipe.data_range,
+                           generator=torch.Generator().manual_seed(seed))
     return pipe, x
 
 
@@ -101,13 +99,15 @@ def run_scorezoo(pipe, x, tol, seed):
 
 
 def schedule_path(args, target: float) -> Path:
-    return ROOT / "benchmarks" / "results" / f"schedule-{args.workload}-{Path(str(args.model)).name}-{target:g}.json"
+    method = "" if args.calibrated_method == "rk4" else f"-{args.calibrated_method}"
+    return (ROOT / "benchmarks" / "results"
+            / f"schedule-{args.workload}-{Path(str(args.model)).name}-{target:g}{method}.json")
 
 
 def calibrate(args, target: float) -> dict:
-    """Calibrate a schedule for ``target`` bits/dim on training data (not the benchmark's images): the digits'
-    training split as for the zoo (:func:`scorezoo.training.export.calibration_points`), or fresh random images for
-    the cifar workload."""
+    """Calibrate a schedule of ``--calibrated-method`` for ``target`` bits/dim on training data (not the benchmark's
+    images): the model's training points as for the zoo (:func:`scorezoo.training.export.calibration_points`), or
+    CIFAR-10 training images for the cifar workload."""
     from scorezoo.likelihood import calibrate_schedule
 
     pipe, _ = workload(args)
@@ -116,15 +116,17 @@ def calibrate(args, target: float) -> dict:
 
         xc = calibration_points(pipe)
     else:
-        _, xc = cifar_workload(args.batch, args.seed + 1)
+        _, xc = cifar_workload(args.model, args.batch, args.seed + 1, split="train")
     t0 = time.perf_counter()
     sch = calibrate_schedule(pipe.model, pipe.sde, xc, eps=pipe.eps, target=target, criterion=args.criterion,
+                             method=args.calibrated_method, optimizer_evals=args.optimizer_evals,
                              generator=torch.Generator().manual_seed(0))
     return {"schedule": sch.to_dict(), "seconds": time.perf_counter() - t0, "points": len(xc)}
 
 
 def run_scorezoo_calibrated(pipe, x, target, seed, args=None):
-    """scorezoo on fixed steps of a schedule calibrated once per model and target (rk4 in log rho)."""
+    """scorezoo on fixed steps of a schedule calibrated once per model and target (``--calibrated-method`` in log
+    rho)."""
     sch = json.loads(schedule_path(args, target).read_text())["schedule"]
     res = pipe.log_likelihood(x, schedule=sch, generator=torch.Generator().manual_seed(seed))
     return res.logp, res.nfe
@@ -278,14 +280,15 @@ def workload(args):
         return digits_workload(args.model, args.num_images, args.seed)
     if args.workload == "photo":
         return photo_workload(args.model, args.num_images, args.seed)
-    return cifar_workload(args.num_images, args.seed)
+    return cifar_workload(args.model, args.num_images, args.seed)
 
 
 def spawn(args, method: str, tol: float | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", "--method", method, "--workload", args.workload, "--model",
            args.model, "--num-images", str(args.num_images), "--batch", str(args.batch), "--threads",
            str(args.threads), "--tol", str(tol if tol is not None else args.tol), "--seed", str(args.seed),
-           "--ref-tol", str(args.ref_tol), "--exact-tol", str(args.exact_tol), "--criterion", args.criterion]
+           "--ref-tol", str(args.ref_tol), "--exact-tol", str(args.exact_tol), "--criterion", args.criterion,
+           "--calibrated-method", args.calibrated_method, "--optimizer-evals", str(args.optimizer_evals)]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if out.returncode != 0:
         raise RuntimeError(f"{method} failed:\n{out.stderr[-3000:]}")
@@ -307,7 +310,9 @@ def reference(args) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workload", choices=["digits", "photo", "cifar"], default="digits")
-    p.add_argument("--model", default="vp-mle-digits")
+    p.add_argument("--model", default=None,
+                   help="zoo name or folder (default by workload: vp-mle-digits, vp-mle-photo16, "
+                        "vp-mle-cifar10-small)")
     p.add_argument("--num-images", type=int, default=64)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
@@ -319,6 +324,11 @@ def main(argv=None) -> None:
     p.add_argument("--criterion", choices=["mean", "rms"], default="mean",
                    help="what a calibration target bounds (calibrate_schedule's criterion); 'mean', the error of the "
                         "mean bits/dim, is the accuracy this benchmark matches")
+    p.add_argument("--calibrated-method", default="dpmpp3m",
+                   help="the fixed-step method of the calibrated schedules (dpmpp3m: the multistep exponential "
+                        "integrator; rk4 as before)")
+    p.add_argument("--optimizer-evals", type=int, default=20,
+                   help="Nelder-Mead solves per step removed in the calibration (calibrate_schedule's optimizer_evals)")
     p.add_argument("--accuracy", type=float, default=0.01, help="|mean bits/dim - reference| to match")
     p.add_argument("--ref-tol", type=float, default=1e-6, help="tolerance of each method's own tight solve")
     p.add_argument("--exact-tol", type=float, default=1e-5,
@@ -333,6 +343,7 @@ def main(argv=None) -> None:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--method", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.model = args.model or DEFAULT_MODELS[args.workload]
     if args.child:
         print(json.dumps(measure(args)))
         return
@@ -409,7 +420,8 @@ def main(argv=None) -> None:
 
     def label(m, tol):
         if m in CALIBRATED:
-            return f"target {tol:g} {args.criterion} ({len(calibration[tol]['schedule']['times']) - 1} rk4 steps)"
+            sch = calibration[tol]["schedule"]
+            return f"target {tol:g} {args.criterion} ({len(sch['times']) - 1} {sch.get('method', 'rk4')} steps)"
         return f"tol {tol:g}"
 
     def row(m, rs, tol, independence=""):

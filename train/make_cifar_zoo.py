@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from scorezoo.datasets import load_cifar10_split
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "vp-mle-cifar10-small"
+#: the training curve across sessions, in the model folder (runs do not outlive a session)
+CURVE = "curve.json"
 OUT = REPO / "scorezoo" / "bundled" / NAME
 COMMAND = (f"accelerate launch train/train_mle.py --config train/configs/{NAME}.yaml --mixed_precision bf16 "
            "--max_train_minutes 6.5")
@@ -50,24 +53,45 @@ def bundle(args: argparse.Namespace) -> None:
     # the float16 weights are the model: round them first, so that calibration and scores see what ships
     pipe.network.half().float()
     pipe.extra_config.update(name=NAME, dataset="cifar10", training_command=args.command or COMMAND)
+    if args.steps_before:
+        # the run started (init_from) from weights that had trained this many steps in earlier sessions
+        pipe.extra_config["training_steps"] = args.steps_before + int(pipe.extra_config.get("training_steps") or 0)
     train, _, _ = load_cifar10_split(None, "train")
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:args.points]
     x = uniform_dequantize(train[pick], num_levels=256, data_range=(-1.0, 1.0),
                            generator=torch.Generator().manual_seed(1))
     t0 = time.perf_counter()
     sch = pipe.calibrate_likelihood_schedule(x, target=args.target, criterion="mean", reference_tol=args.reference_tol,
+                                             method=args.method, max_steps=args.max_steps,
                                              optimizer_evals=args.optimizer_evals,
                                              generator=torch.Generator().manual_seed(0))
     seconds = time.perf_counter() - t0
-    print(f"schedule: {sch.num_steps} steps ({sch.nfe} NFE), measured mean error {sch.measured_mean_error:+.4f}, "
-          f"rms {sch.measured_rms_error:.4f} bits/dim, {seconds:.0f} s", flush=True)
+    print(f"schedule: {sch.num_steps} {sch.method} steps ({sch.nfe} NFE), measured mean error "
+          f"{sch.measured_mean_error:+.4f}, rms {sch.measured_rms_error:.4f} bits/dim, {seconds:.0f} s", flush=True)
     out = Path(args.out)
     save_fp16(pipe, out)
     (out / "calibration.json").write_text(json.dumps({"points": args.points, "target": args.target,
-                                                      "reference_tol": args.reference_tol,
+                                                      "method": args.method, "reference_tol": args.reference_tol,
                                                       "optimizer_evals": args.optimizer_evals, "seconds": seconds,
                                                       "source": str(src)}, indent=1) + "\n")
+    _update_curve(out / CURVE, run, args.steps_before, args.session)
     print(f"wrote {out}")
+
+
+def _update_curve(path: Path, run: Path, steps_before: int, session: str) -> None:
+    """Add the run's held-out checks to the model's training curve (``curve.json``, kept in the model folder because
+    run folders do not outlive a session), at their step counted from the first session; a step measured again is
+    replaced (a step of another session is kept: a session that restarted from older weights is another branch)."""
+    curve = json.loads(path.read_text()) if path.exists() else []
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    new = {steps_before + r["step"]: {"step": steps_before + r["step"], "ode": round(r["eval"]["ode"], 4),
+                                      "ode_stderr": round(r["eval"]["ode_stderr"], 4),
+                                      "bound": round(r["eval"]["bound"], 4),
+                                      "bound_stderr": round(r["eval"]["bound_stderr"], 4), "session": session}
+           for r in log if "eval" in r}
+    curve = [c for c in curve if (c["step"], c.get("session")) not in {(k, session) for k in new}]
+    curve = sorted(curve + list(new.values()), key=lambda c: (c["step"], c.get("session") or ""))
+    path.write_text(json.dumps(curve, indent=1) + "\n")
 
 
 def codecs(args: argparse.Namespace) -> None:
@@ -108,6 +132,18 @@ def _mean_se(values: list[float]) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std() / len(v) ** 0.5) if len(v) > 1 else float("nan"), len(v)
 
 
+def _dataset_index(row: dict) -> int:
+    """The CIFAR-10 index of a ``scorezoo eval`` record (its ``source``, ``cifar10-<split>[i]``)."""
+    m = re.fullmatch(r"cifar10-\w+\[(\d+)\]", str(row.get("source", "")))
+    if m is None:
+        raise SystemExit(f"not a CIFAR-10 record of scorezoo eval: {row}")
+    return int(m.group(1))
+
+
+def _pm(value: float, stderr: float | None) -> str:
+    return f"{value:.3f}" + ("" if stderr is None else f" ± {stderr:.3f}")
+
+
 def _read_eval(path: Path) -> tuple[list[dict], dict]:
     """The per-image records and the summary of a ``scorezoo eval`` run (its ``.jsonl`` and ``.json``)."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -128,13 +164,13 @@ def card(args: argparse.Namespace) -> None:
     run, out = Path(args.run), Path(args.out)
     cfg = {**DEFAULTS, **yaml.safe_load((run / "config.yaml").read_text())}
     results = json.loads((run / "results.json").read_text())
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     pipe = ScorePipeline.from_pretrained(out)
     ode_rows, ode_sum = _read_eval(Path(args.test))
     ode, ode_se, n = _mean_se([r["bpd"] for r in ode_rows])
     test, _, _ = load_cifar10_split(None, "test")
     # the bound on the first --bound-images of the same sample, 100 importance-sampled time points per image
-    picks = torch.tensor([r["index"] for r in ode_rows[:args.bound_images]])
+    # a sampled run's "index" is the position in the sample; the data set's index is in "source" (cifar10-test[i])
+    picks = torch.tensor([_dataset_index(r) for r in ode_rows[:args.bound_images]])
     t0 = time.perf_counter()
     bound_bpd = pipe.bits_per_dim(test[picks], estimator="bound", num_time_points=100,
                                   generator=torch.Generator().manual_seed(0)).bpd
@@ -144,7 +180,8 @@ def card(args: argparse.Namespace) -> None:
     results["eval"] = {"ode": ode, "ode_stderr": ode_se, "bound": bound, "bound_stderr": bound_se, "num_eval": n,
                        "num_eval_bound": nb,
                        "num_repeats": 1, "unit": "bits/dim",
-                       "solver": f"the calibrated schedule, {sch.num_steps} rk4 steps in log ρ ({sch.nfe} NFE)"}
+                       "solver": f"the calibrated schedule, {sch.num_steps} {sch.method} steps in log ρ "
+                                 f"({sch.nfe} NFE)"}
     results["eval_split"] = (f"CIFAR-10 test, a uniform random sample of {n:,} of its 10,000 images (seed "
                              f"{ode_sum['config'].get('seed', 0)}; `scorezoo eval --sample`)")
 
@@ -172,14 +209,15 @@ def card(args: argparse.Namespace) -> None:
              if k and ode + 2 * ode_se >= m]
     standing = ("below " + ", ".join(below) + " on the same images" if below else "below none of the codecs") + \
         ("" if not above else "; **not below " + ", ".join(above) + "** (within two standard errors or above)")
-    curve = [r for r in log if "eval" in r]
-    curve_table = "\n".join(["| step | images seen | held-out ODE bits/dim (64 test images) | bound |",
-                              "|---|---|---|---|"] + [
-        f"| {r['step']:,} | {r['step'] * cfg['batch_size']:,} | {r['eval']['ode']:.3f} ± {r['eval']['ode_stderr']:.3f}"
-        f" | {r['eval']['bound']:.3f} ± {r['eval']['bound_stderr']:.3f} |" for r in curve])
+    curve = json.loads((out / CURVE).read_text()) if (out / CURVE).exists() else []
+    curve_table = "\n".join(["| step | images seen | held-out ODE bits/dim (64 test images) | bound | session |",
+                              "|---|---|---|---|---|"] + [
+        f"| {r['step']:,} | {r['step'] * cfg['batch_size']:,} | {r['ode']:.3f} ± {r['ode_stderr']:.3f}"
+        f" | {_pm(r['bound'], r.get('bound_stderr'))} | {r.get('session', '')} |" for r in curve])
 
-    samples = pipe(64, generator=torch.Generator().manual_seed(0), output_type="np")
-    image_grid((samples.images * 255).round().astype("uint8"), tile=64).save(out / "samples.png")
+    if not (args.keep_samples and (out / "samples.png").exists()):
+        samples = pipe(64, generator=torch.Generator().manual_seed(0), output_type="np")
+        image_grid((samples.images * 255).round().astype("uint8"), tile=64).save(out / "samples.png")
 
     body = f"""
 ### CIFAR-10 test bits/dim, next to lossless codecs and published models
@@ -192,7 +230,7 @@ the full test set's, the sampling included in the standard error. The full 10,00
 {args.full_hours:.1f} h on this 2-core machine; resume the command below to run them:
 
 ```bash
-{ode_sum['config'].get('command') or ''}
+{args.eval_command or ode_sum.get('command') or ode_sum['config'].get('command') or ''}
 ```
 
 The codecs encode each 32×32 test image alone (file headers included), as `scorezoo bpd` does; the published
@@ -212,7 +250,7 @@ Held-out bits/dim of the same 64 test images during training (probability-flow O
 
 ### Fast likelihoods
 
-The pipeline ships a calibrated schedule: {sch.num_steps} rk4 steps in log ρ ({sch.nfe} NFE), placed on
+The pipeline ships a calibrated schedule: {sch.num_steps} {sch.method} steps in log ρ ({sch.nfe} NFE), placed on
 {args.points} dequantized training images so that the error of the mean bits/dim is at most {args.target}, measured
 against a tight dopri5 solve with the same probes ({sch.measured_mean_error:+.4f} on the mean,
 {sch.measured_rms_error:.4f} rms per image).
@@ -247,6 +285,11 @@ def main(argv=None) -> None:
     b.add_argument("--optimizer-evals", type=int, default=80,
                    help="Nelder-Mead solves at most when the doubled grid misses the target (fewer: faster)")
     b.add_argument("--command", default=None, help="the training command to record (default: the canonical one)")
+    b.add_argument("--method", default="dpmpp3m", help="the schedule's fixed-step method (default dpmpp3m)")
+    b.add_argument("--max-steps", type=int, default=64)
+    b.add_argument("--steps-before", type=int, default=0,
+                   help="steps of earlier sessions that the run's init_from weights had trained")
+    b.add_argument("--session", default="", help="a label for the curve's new points (e.g. the date)")
     b.add_argument("--threads", type=int, default=None)
     c = sub.add_parser("codecs", help="PNG, WebP and JPEG XL lossless of every image of a split (JSON lines)")
     c.add_argument("--split", default="test")
@@ -260,7 +303,10 @@ def main(argv=None) -> None:
     k.add_argument("--compute", required=True, help="the training's compute, for the table (e.g. '2.1 CPU h')")
     k.add_argument("--budget", required=True, help="one line on the compute spent, for the card")
     k.add_argument("--full-hours", type=float, required=True, help="estimated hours of the full test-set eval")
-    k.add_argument("--pilot", default="", help="Markdown on the pilot runs")
+    k.add_argument("--pilot", default="", help="Markdown on the pilot runs and the sessions' commands")
+    k.add_argument("--keep-samples", action="store_true", help="keep the folder's samples.png (same weights)")
+    k.add_argument("--eval-command", default=None,
+                   help="the test-set command to print (default: the one the eval run recorded)")
     k.add_argument("--points", type=int, default=16)
     k.add_argument("--target", type=float, default=0.005)
     k.add_argument("--threads", type=int, default=1)

@@ -158,8 +158,9 @@ def log_likelihood(
             * ``step_size`` (or ``options={"step_size": h}``): a fixed-step method's step.
             * ``solver``: the ODE library, ``"torchode"`` (the default where it has the method: a step size per
               sample, so a sample's answer does not depend on its batch mates beyond float rounding) or
-              ``"torchdiffeq"`` (one step size for the batch; every Runge-Kutta method); ``"scorezoo"`` for the multistep methods
-              ``"dpmpp2m"`` and ``"dpmpp3m"``, one evaluation per step, :mod:`scorezoo.likelihood.multistep`).
+              ``"torchdiffeq"`` (one step size for the batch; every Runge-Kutta method); ``"scorezoo"`` for the
+              multistep methods ``"dpmpp2m"`` and ``"dpmpp3m"``, one evaluation per step,
+              :mod:`scorezoo.likelihood.multistep`).
             * ``time_variable``: integrate in ``"t"`` (default; ``"log_rho"``, the only one, for the multistep
               methods), ``"rho"`` or ``"log_rho"`` (see
               :mod:`scorezoo.likelihood.flow`).

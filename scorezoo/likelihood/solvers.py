@@ -4,8 +4,9 @@
 evaluations a fixed step costs, and the libraries that implement it: torchdiffeq (Chen et al. 2018; one step size
 for the whole batch) and torchode (Lienen & Günnemann 2022; a step size per sample, so that each sample's answer is
 independent of its batch mates), and scorezoo itself for the multistep exponential integrators ``dpmpp2m`` and
-``dpmpp3m`` (:mod:`scorezoo.likelihood.multistep`; the probability-flow likelihood only, in log rho). The command line, the pipeline, :func:`~scorezoo.likelihood.log_likelihood`, the
-calibrated schedules and the ODE sampler all read it; a name that is not in it is refused with the list.
+``dpmpp3m`` (:mod:`scorezoo.likelihood.multistep`; the probability-flow likelihood only, in log rho). The command
+line, the pipeline, :func:`~scorezoo.likelihood.log_likelihood`, the calibrated schedules and the ODE sampler all
+read it; a name that is not in it is refused with the list.
 
 :func:`solve` integrates ``dy/du = func(u, y)`` over a grid with the chosen method and backend; the probability-flow
 likelihood (except the multistep methods), the schedule calibration and the ODE sampler go through it.

@@ -94,6 +94,8 @@ def calibrate(pipe: ScorePipeline, target: float, **kwargs) -> dict:
     sch = pipe.calibrate_likelihood_schedule(calibration_points(pipe), target=target,
                                              generator=torch.Generator().manual_seed(0), **kwargs)
     r5 = lambda v: None if v is None else round(v, 5)  # noqa: E731
-    return {"method": sch.method, "steps": sch.num_steps, "nfe": sch.nfe, "estimated_error_bpd": r5(sch.estimated_error),
-            "measured_mean_error_bpd": r5(sch.measured_mean_error), "measured_rms_error_bpd": r5(sch.measured_rms_error),
+    return {"method": sch.method, "steps": sch.num_steps, "nfe": sch.nfe,
+            "estimated_error_bpd": r5(sch.estimated_error),
+            "measured_mean_error_bpd": r5(sch.measured_mean_error),
+            "measured_rms_error_bpd": r5(sch.measured_rms_error),
             "seconds": round(time.perf_counter() - t0, 1)}
