@@ -164,6 +164,10 @@ def card(args: argparse.Namespace) -> None:
     run, out = Path(args.run), Path(args.out)
     cfg = {**DEFAULTS, **yaml.safe_load((run / "config.yaml").read_text())}
     results = json.loads((run / "results.json").read_text())
+    pipe_steps = json.loads((Path(args.out) / "pipeline_config.json").read_text()).get("training_steps")
+    if pipe_steps:
+        # the card's training line: the steps the shipped weights had, across sessions (not the config's limit)
+        results["max_train_steps"] = pipe_steps
     pipe = ScorePipeline.from_pretrained(out)
     ode_rows, ode_sum = _read_eval(Path(args.test))
     ode, ode_se, n = _mean_se([r["bpd"] for r in ode_rows])
