@@ -1,7 +1,16 @@
-"""Shared fixtures: a Gaussian data set whose score, flow and density are known in closed form."""
+"""Shared fixtures: a Gaussian data set whose score, flow and density are known in closed form.
 
-import pytest
-import torch
+The suite runs on one torch thread (OMP_NUM_THREADS=1 unless the caller set it) wherever it runs: the commands it
+drives take their default thread count from OMP_NUM_THREADS, and float32 reductions on another thread count sum in
+another order, so a command's number and the library's would differ in the 8th digit on a machine where the two
+defaults differ (the CI machine gave 23.998446470 against 23.998446011)."""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported: torch reads it once
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from scorezoo import SubVPSDE, VESDE, VPSDE
 from scorezoo.models import GaussianScore

@@ -143,7 +143,7 @@ def test_cli_eval_and_app_give_the_same_number(models, tmp_path, capsys, tiling,
     name, picture = ("photo", models / "photo.png") if tiling == "tile" else ("gray", models / "digit.png")
     model = models / name
     cli_args, app_kwargs = SOLVES[solve_name]
-    common = ["--model", str(model), "--divergence", divergence, "-k", "2", "--seed", "5"]
+    common = ["--model", str(model), "--divergence", divergence, "-k", "2", "--seed", "5", "--threads", "1"]
     assert cli.main(["bpd", str(picture), "--json", *common, *cli_args]) == 0
     via_cli = json.loads(capsys.readouterr().out)["results"][0]["bpd"]
     spec = f"photos:{picture}" if tiling == "tile" else str(picture)
