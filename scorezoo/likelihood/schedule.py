@@ -20,7 +20,7 @@ from ..sde import SDE
 from ..utils import ScoreFn, check_batch, check_generator, is_int, is_real
 from .divergence import check_divergence, draw_probes
 from .flow import LogDensityODE, ProbabilityFlow
-from .multistep import MULTISTEP_METHODS, multistep_solve
+from .multistep import MULTISTEP_METHODS, multistep_solve, optimize_warp, warped_grid
 from .ode import frozen_weights
 from .solvers import SOLVERS, solve
 
@@ -224,7 +224,8 @@ def calibrate_schedule(
         method: a fixed-step method, one of ``FIXED_METHODS``: a Runge-Kutta method (steps placed as above), or a
             multistep exponential integrator ``"dpmpp3m"``/``"dpmpp2m"`` (one evaluation per step; its grids are
             uniform in log rho, one step more at a time until the measured error meets the target, then one step
-            fewer at a time with Nelder-Mead-placed points while it holds; needs ``measure``).
+            fewer at a time on a two-parameter family of grids fitted by Nelder-Mead while it holds; needs
+            ``measure``).
         time_variable: ``"log_rho"`` (the default: the steps of a VP model's ODE are then nearly even) or ``"t"``.
         initial_steps, max_steps: the schedule's first and largest number of steps.
         measure: measure the error against a reference solve (above); costs one tight adaptive solve of ``x``
@@ -376,23 +377,28 @@ class _Calibration:
                       optimizer_evals: int) -> tuple[list[float], None, torch.Tensor]:
         """The search of :func:`calibrate_schedule` for a multistep method, on the measured error alone (a multistep
         step has no step-doubling estimate of its own): grids uniform in log rho from ``initial_steps`` steps, one
-        step more at a time until the target is met; then, with ``optimizer_evals``, one step fewer at a time with
-        the points moved by Nelder-Mead while the target still holds. Returns ``(grid, None, per-sample errors)``."""
-        def uniform(n: int) -> list[float]:
-            return torch.linspace(self.ode.u0, self.ode.u1, n + 1, dtype=torch.float64).tolist()
-
+        step more at a time until the measured error meets the target; then, with ``optimizer_evals``, one step
+        fewer at a time on a two-parameter family of grids (:func:`_warped_grid`) whose parameters Nelder-Mead
+        re-fits whenever the fewer steps miss the target, while the target holds. Returns
+        ``(grid, None, per-sample errors)``."""
+        u0, u1 = self.ode.u0, self.ode.u1
         n = initial_steps
-        grid = uniform(n)
+        grid = warped_grid(u0, u1, n, (0.0, 0.0))
         e = self.measure_grid(grid)
         while self.value(e) > target and n < max_steps:
             n += 1
-            grid = uniform(n)
+            grid = warped_grid(u0, u1, n, (0.0, 0.0))
             e = self.measure_grid(grid)
+        warp = (0.0, 0.0)
         while self.value(e) <= target and optimizer_evals > 0 and n > 2:
-            trial = _optimize_grid(uniform(n - 1), self.measure_grid, optimizer_evals)
+            trial = warped_grid(u0, u1, n - 1, warp)
             trial_e = self.measure_grid(trial)
             if self.value(trial_e) > target:
-                break
+                warp = optimize_warp(u0, u1, n - 1, self.measure_grid, optimizer_evals, warp)
+                trial = warped_grid(u0, u1, n - 1, warp)
+                trial_e = self.measure_grid(trial)
+                if self.value(trial_e) > target:
+                    break
             grid, e, n = trial, trial_e, n - 1
         return grid, None, e
 
