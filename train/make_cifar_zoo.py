@@ -171,10 +171,13 @@ def card(args: argparse.Namespace) -> None:
     pipe = ScorePipeline.from_pretrained(out)
     ode_rows, ode_sum = _read_eval(Path(args.test))
     ode, ode_se, n = _mean_se([r["bpd"] for r in ode_rows])
+    sampled = ode_sum["config"].get("sample") is not None
     test, _, _ = load_cifar10_split(None, "test")
-    # the bound on the first --bound-images of the same sample, 100 importance-sampled time points per image
-    # a sampled run's "index" is the position in the sample; the data set's index is in "source" (cifar10-test[i])
-    picks = torch.tensor([_dataset_index(r) for r in ode_rows[:args.bound_images]])
+    # the bound on the first --bound-images of a random sample (--bound-from; default the ODE run, which for the
+    # full test set is in the data set's order), 100 importance-sampled time points per image; a sampled run's
+    # "index" is the position in the sample, the data set's index is in "source" (cifar10-test[i])
+    bound_rows = _read_eval(Path(args.bound_from))[0] if args.bound_from else ode_rows
+    picks = torch.tensor([_dataset_index(r) for r in bound_rows[:args.bound_images]])
     t0 = time.perf_counter()
     bound_bpd = pipe.bits_per_dim(test[picks], estimator="bound", num_time_points=100,
                                   generator=torch.Generator().manual_seed(0)).bpd
@@ -186,8 +189,24 @@ def card(args: argparse.Namespace) -> None:
                        "num_repeats": 1, "unit": "bits/dim",
                        "solver": f"the calibrated schedule, {sch.num_steps} {sch.method} steps in log ρ "
                                  f"({sch.nfe} NFE)"}
-    results["eval_split"] = (f"CIFAR-10 test, a uniform random sample of {n:,} of its 10,000 images (seed "
-                             f"{ode_sum['config'].get('seed', 0)}; `scorezoo eval --sample`)")
+    seed = ode_sum["config"].get("seed", 0)
+    results["eval_split"] = (f"CIFAR-10 test, a uniform random sample of {n:,} of its 10,000 images (seed {seed}; "
+                             "`scorezoo eval --sample`)" if sampled else
+                             f"CIFAR-10 test, all {n:,} images (`scorezoo eval --split test`)")
+    run_sum = ode_sum["summary"]
+    hours = run_sum["seconds"] / 3600
+    procs = run_sum.get("num_processes", 1)
+    if sampled:
+        how = (f"the sample is a uniform random sample of the test set, so its mean estimates the full test set's, "
+               f"the sampling included in the standard error. The full 10,000 images take about {args.full_hours:.1f}"
+               " h on this 2-core machine; resume the command below to run them:")
+        bound_what = "of the same sample" if not args.bound_from else "a random sample of the test set"
+    else:
+        how = (f"the standard error is over the test images. The whole test set took {hours:.2f} h on this 2-core "
+               f"machine ({procs} process{'es' if procs > 1 else ''} of one thread, {run_sum['images_per_second']:.2f} "
+               "images/s in all, "
+               f"{run_sum['nfe_mean']:.0f} score evaluations per image):")
+        bound_what = f"a random sample of the test set, seed {seed}"
 
     # the first 8 test images, seed 0: what tests/datasets check the bundled model against
     first = pipe.bits_per_dim(test[:8], schedule="calibrated", generator=torch.Generator().manual_seed(0))
@@ -201,9 +220,9 @@ def card(args: argparse.Namespace) -> None:
     names = {"png": "PNG (Pillow, optimize)", "webp": "WebP lossless (method 6)", "jxl": "JPEG XL lossless (effort 9)"}
     table = ["| model or codec | test bits/dim | images | compute |", "|---|---|---|---|",
              f"| **{NAME}** (probability-flow ODE, uniform dequantization) | **{ode:.3f} ± {ode_se:.3f}** | "
-             f"{n:,} (sample) | {args.compute} |",
+             f"{n:,}{' (sample)' if sampled else ''} | {args.compute} |",
              f"| {NAME}, likelihood bound (MLE Thm. 3, 100 time points) | {bound:.3f} ± {bound_se:.3f} | "
-             f"{nb:,} (of the same sample) | |"]
+             f"{nb:,} ({bound_what}) | |"]
     table += [f"| {names[c]}, measured here | {m:.3f} ± {se:.3f} | {k:,} | one CPU core |"
               for c, (m, se, k) in codec_figs.items() if k]
     table += [f"| {who} | {v} | 10,000 | {what} |" for who, v, what in PUBLISHED]
@@ -229,9 +248,7 @@ def card(args: argparse.Namespace) -> None:
 {chr(10).join(table)}
 
 The model's figures are means ± standard errors over the images scored, each image with one uniform dequantization
-draw and one Hutchinson probe (seed 0); the sample is a uniform random sample of the test set, so its mean estimates
-the full test set's, the sampling included in the standard error. The full 10,000 images take about
-{args.full_hours:.1f} h on this 2-core machine; resume the command below to run them:
+draw and one Hutchinson probe (seed {seed}); {how}
 
 ```bash
 {args.eval_command or ode_sum.get('command') or ode_sum['config'].get('command') or ''}
@@ -250,7 +267,7 @@ Held-out bits/dim of the same 64 test images during training (probability-flow O
 
 {curve_table}
 
-{args.pilot}
+{Path(args.pilot_file).read_text().strip() if args.pilot_file else ''}
 
 ### Fast likelihoods
 
@@ -303,11 +320,15 @@ def main(argv=None) -> None:
     k.add_argument("--out", default=str(OUT))
     k.add_argument("--test", required=True, help="scorezoo eval's JSONL of the ODE on the test sample")
     k.add_argument("--bound-images", type=int, default=256, help="images of the sample that the bound scores")
+    k.add_argument("--bound-from", default=None,
+                   help="a sampled eval's JSONL whose first --bound-images images the bound scores (default --test)")
     k.add_argument("--codecs", default="runs/cifar10-test-codecs.jsonl")
     k.add_argument("--compute", required=True, help="the training's compute, for the table (e.g. '2.1 CPU h')")
     k.add_argument("--budget", required=True, help="one line on the compute spent, for the card")
-    k.add_argument("--full-hours", type=float, required=True, help="estimated hours of the full test-set eval")
-    k.add_argument("--pilot", default="", help="Markdown on the pilot runs and the sessions' commands")
+    k.add_argument("--full-hours", type=float, default=2.1,
+                   help="estimated hours of the full test-set eval (said when --test is a sample)")
+    k.add_argument("--pilot-file", default=None,
+                   help="Markdown on the pilot runs and the sessions' commands (train/cards/vp-mle-cifar10-small.md)")
     k.add_argument("--keep-samples", action="store_true", help="keep the folder's samples.png (same weights)")
     k.add_argument("--eval-command", default=None,
                    help="the test-set command to print (default: the one the eval run recorded)")
