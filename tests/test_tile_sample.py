@@ -87,7 +87,7 @@ def test_a_sampled_bits_map_is_nan_off_the_sample_and_draws_grey_there(photo_mod
 
 def test_bpd_samples_by_default_says_so_and_scores_every_tile_on_request(photo_model, capsys, monkeypatch, one_thread):
     """The command and the library agree to rounding when they run on the same thread count (the command's default
-    is half the cores, the test process's is all of them: float32 reductions then sum in another order)."""
+    is OMP_NUM_THREADS or half the cores, which need not be the test process's: float32 sums then differ in order)."""
     pipe, root = photo_model
     args = ["bpd", str(root / "photo.png"), "--model", str(root / "photo"), "--seed", "3", "--threads", "1"]
     assert cli.main([*args, "--max-tiles", "4", "--json"]) == 0

@@ -378,9 +378,9 @@ class _Calibration:
         """The search of :func:`calibrate_schedule` for a multistep method, on the measured error alone (a multistep
         step has no step-doubling estimate of its own): grids uniform in log rho from ``initial_steps`` steps, one
         step more at a time until the measured error meets the target; then, with ``optimizer_evals``, one step
-        fewer at a time on a two-parameter family of grids (:func:`_warped_grid`) whose parameters Nelder-Mead
-        re-fits whenever the fewer steps miss the target, while the target holds. Returns
-        ``(grid, None, per-sample errors)``."""
+        fewer at a time on a two-parameter family of grids (:func:`~scorezoo.likelihood.multistep.warped_grid`)
+        whose parameters Nelder-Mead re-fits whenever the fewer steps miss the target, while the target holds.
+        Returns ``(grid, None, per-sample errors)``."""
         u0, u1 = self.ode.u0, self.ode.u1
         n = initial_steps
         grid = warped_grid(u0, u1, n, (0.0, 0.0))

@@ -76,19 +76,19 @@ def test_the_warped_grid_family_and_its_fit_find_known_answers():
     """The two-parameter grids of the multistep search: (0, 0) is the uniform grid; a > 1 (b > 1) widens the
     steps at the start (end) and keeps the ends; the points are the Kumaraswamy quantiles (checked against the
     CDF 1 - (1 - s^a)^b at each point); Nelder-Mead recovers a known warp from the uniform start."""
-    from scorezoo.likelihood.multistep import optimize_warp as _optimize_warp, warped_grid as _warped_grid
+    from scorezoo.likelihood.multistep import optimize_warp, warped_grid
 
-    assert _warped_grid(-2.0, 6.0, 4, (0.0, 0.0)) == pytest.approx([-2.0, 0.0, 2.0, 4.0, 6.0], abs=1e-12)
+    assert warped_grid(-2.0, 6.0, 4, (0.0, 0.0)) == pytest.approx([-2.0, 0.0, 2.0, 4.0, 6.0], abs=1e-12)
     for warp in ((0.7, 0.0), (0.0, 0.7), (0.5, 0.9), (-0.4, 0.3)):
-        g = _warped_grid(-2.0, 6.0, 10, warp)
+        g = warped_grid(-2.0, 6.0, 10, warp)
         assert g[0] == -2.0 and g[-1] == 6.0 and all(b > a for a, b in zip(g, g[1:]))
         a, b = math.exp(warp[0]), math.exp(warp[1])
         cdf = [1 - (1 - ((u + 2.0) / 8.0) ** a) ** b for u in g]
         assert cdf == pytest.approx([i / 10 for i in range(11)], abs=1e-9)
-    assert _warped_grid(0.0, 1.0, 10, (0.7, 0.0))[1] > 0.1 > _warped_grid(0.0, 1.0, 10, (-0.7, 0.0))[1]
-    assert 1 - _warped_grid(0.0, 1.0, 10, (0.0, 0.7))[-2] > 0.1
-    goal = torch.tensor(_warped_grid(0.0, 1.0, 8, (0.6, -0.4)), dtype=torch.float64)
-    warp = _optimize_warp(0.0, 1.0, 8, lambda g: torch.tensor(g, dtype=torch.float64) - goal, 200, (0.0, 0.0))
+    assert warped_grid(0.0, 1.0, 10, (0.7, 0.0))[1] > 0.1 > warped_grid(0.0, 1.0, 10, (-0.7, 0.0))[1]
+    assert 1 - warped_grid(0.0, 1.0, 10, (0.0, 0.7))[-2] > 0.1
+    goal = torch.tensor(warped_grid(0.0, 1.0, 8, (0.6, -0.4)), dtype=torch.float64)
+    warp = optimize_warp(0.0, 1.0, 8, lambda g: torch.tensor(g, dtype=torch.float64) - goal, 200, (0.0, 0.0))
     assert warp == pytest.approx((0.6, -0.4), abs=0.02)
 
 
