@@ -43,7 +43,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["load_image", "to_levels", "levels_to_uint8", "levels_to_images", "LoadedImage", "MAX_IMAGE_PIXELS",
-           "background_is_light", "Tiles", "tile_levels", "untile", "is_picture", "is_colour", "open_image"]
+           "background_is_light", "Tiles", "tile_levels", "cover_levels", "untile", "is_picture", "is_colour",
+           "open_image"]
 
 #: pictures larger than this are refused from their header, before decoding (a 4000×3000 photo is 12M)
 MAX_IMAGE_PIXELS = 64_000_000
@@ -235,6 +236,33 @@ def tile_levels(levels: torch.Tensor, patch_size: tuple[int, int]) -> Tiles:
               ("every pixel scored" if not (right or bottom) else
                f"the rightmost {right} column(s) and bottom {bottom} row(s) cropped, not scored"))
     return Tiles(patches.contiguous(), (rows, cols), rows * ph * cols * pw, border)
+
+
+def cover_levels(levels: torch.Tensor, max_tile_size: int, multiple: int) -> Tiles:
+    """Cut a picture ``(C, H, W)`` of levels into the fewest equal tiles of at most ``max_tile_size`` on a side whose
+    sides are multiples of ``multiple``, from the top-left corner: the tiles of a fully convolutional model, which
+    takes any size that its down-sampling divides (a picture of at most ``max_tile_size`` is one tile, scored whole).
+
+    ``rows = ceil(H / max_tile_size)`` tiles of height ``P_h = multiple * floor(H / (rows * multiple))`` (likewise
+    the columns), so fewer than ``rows * multiple`` rows and ``cols * multiple`` columns are left at the bottom and
+    right edges; they are cropped, never padded, so that every scored pixel is the picture's own.
+
+    Raises:
+        ValueError: a picture smaller than ``multiple`` on a side, or ``max_tile_size < multiple``.
+    """
+    c, h, w = levels.shape
+    size, m = int(max_tile_size), int(multiple)
+    if m < 1 or size < m:
+        raise ValueError(f"need 1 <= multiple <= max_tile_size, got {m} and {size}.")
+    if h < m or w < m:
+        raise ValueError(f"a {w}×{h} picture is smaller than {m}×{m}, the smallest input of this model: it cannot be "
+                         "scored.")
+    rows, cols = -(-h // size), -(-w // size)
+    ph, pw = m * (h // (rows * m)), m * (w // (cols * m))
+    if ph < 1 or pw < 1:  # rows tiles of at least m would not fit: fewer, smaller than max_tile_size anyway
+        rows, cols = min(rows, h // m), min(cols, w // m)
+        ph, pw = m * (h // (rows * m)), m * (w // (cols * m))
+    return tile_levels(levels, (ph, pw))
 
 
 def untile(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

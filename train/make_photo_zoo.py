@@ -34,7 +34,7 @@ import yaml
 
 from scorezoo import ScorePipeline
 from scorezoo.compression import CODECS, codec_available, lossless_bits_per_dim
-from scorezoo.data import load_image, tile_levels, untile
+from scorezoo.data import load_image, untile
 from scorezoo.datasets import PHOTOS, load_dataset, photo_path
 from scorezoo.display import image_grid
 from scorezoo.dequantization import load_dequantizer
@@ -58,7 +58,7 @@ def photo_rows(pipe: ScorePipeline, names: list[str]) -> list[dict]:
                                 max_batch_size=256)
         seconds = time.perf_counter() - t0
         full = load_image(path, data_shape=pipe.data_shape, num_levels=256, resize=False).levels
-        tiles = tile_levels(full, pipe.data_shape[1:])
+        tiles = pipe.tile_picture(full)
         pixels = untile(tiles.patches, tiles.grid)
         row = {"photo": name, "size": f"{full.shape[2]}×{full.shape[1]}", "bpd": res.bpd.item(),
                "stderr": res.stderr.item(), "pixels": int(res.pixels_scored), "patches": int(res.num_patches),

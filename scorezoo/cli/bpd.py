@@ -145,6 +145,7 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
     header = {"model": name, "source": where, "data_shape": list(pipe.data_shape), "num_levels": pipe.num_levels,
               "sde": pipe.sde.name, "estimator": plan.describe(), "settings": plan.to_dict(),
               "uniform_bpd": math.log2(pipe.num_levels), "tiles": pipe.tiles_larger_images,
+              "max_tile_size": pipe.max_tile_size,
               "card_bpd": None if entry is None else entry.bpd_ode, "eval_split": None if entry is None else
               entry.eval_split}
     if not args.json:  # said before the work starts, so that a long photo's output is not silent until the end
@@ -207,8 +208,8 @@ def _score_group(args: argparse.Namespace, name: str, items: list[Item], failed:
                 full = load_image(it.image, data_shape=pipe.data_shape, num_levels=256, invert=args.invert,
                                   resize=not tiled).levels if it.path else None
                 if full is not None and tiled:
-                    h, w = pipe.data_shape[1:]
-                    full = full[:, :full.shape[1] // h * h, :full.shape[2] // w * w]
+                    tiles = pipe.tile_picture(full)
+                    full = full[:, :tiles.grid[0] * tiles.patches.shape[2], :tiles.grid[1] * tiles.patches.shape[3]]
                 for codec in CODECS:
                     r[f"{codec}_bpd"] = lossless_bits_per_dim(full, codec) if full is not None else None
             if args.bits_map and res.bits_maps is not None:
@@ -262,7 +263,9 @@ def _duration(seconds: float) -> str:
 def _print_header(args: argparse.Namespace, h: dict, chosen: bool) -> None:
     c, hh, w = h["data_shape"]
     card = f"; its held-out figure: {h['card_bpd']:.3f} bits/dim" if h["card_bpd"] is not None else ""
-    print(f"model      {h['model']} ({h['source']}): {h['sde'].upper()} SDE, {hh}×{w}×{c}, {h['num_levels']} "
+    size = (f"fully convolutional (trained on {hh}×{w}×{c}; a picture of up to {h['max_tile_size']} a side is "
+            "scored whole)" if h.get("max_tile_size") else f"{hh}×{w}×{c}")
+    print(f"model      {h['model']} ({h['source']}): {h['sde'].upper()} SDE, {size}, {h['num_levels']} "
           f"levels" + (" (chosen per picture; --model overrides)" if chosen else ""))
     print(f"scale      uniform noise over the {h['num_levels']} levels: {h['uniform_bpd']:.3f} bits/dim{card}")
     print(f"estimator  {h['estimator']}, seed {args.seed}")

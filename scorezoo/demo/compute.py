@@ -19,7 +19,7 @@ import torch
 
 from .. import zoo
 from ..compression import CODECS, codec_available, lossless_bits_per_dim
-from ..data import background_is_light, load_image, tile_levels, untile
+from ..data import background_is_light, load_image, untile
 from ..dequantization import bits_per_dim
 from ..likelihood.solvers import SolverSettings
 from ..pipeline import ScorePipeline
@@ -332,7 +332,7 @@ def score_file(pipe: ScorePipeline, file: str | Path, *, seed: int, settings: De
     levels = load_image(str(file), data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=bool(invert),
                         resize=not tiled).levels
     if tiled:
-        tiles = tile_levels(levels, pipe.data_shape[1:])
+        tiles = pipe.tile_picture(levels)
         levels = untile(tiles.patches, tiles.grid)
     lossless = {c: lossless_bits_per_dim(levels, c) if pipe.num_levels == 256 else None for c in CODECS
                 if codec_available(c)}

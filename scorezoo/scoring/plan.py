@@ -150,7 +150,8 @@ class ScoringPlan:
             step_size, rtol, atol, backend, time_variable: as
                 :meth:`SolverSettings.create <scorezoo.likelihood.solvers.SolverSettings.create>` (``backend`` is the
                 ODE library, ``"torchode"`` or ``"torchdiffeq"``).
-            divergence: ``"auto"`` (exact up to :data:`AUTO_EXACT_MAX_DIM` dimensions, else Hutchinson), ``"exact"``
+            divergence: ``"auto"`` (exact up to :data:`AUTO_EXACT_MAX_DIM` dimensions, else and for a fully
+                convolutional model Hutchinson), ``"exact"``
                 or ``"hutchinson"``.
             num_probes, probe: Hutchinson's options (:func:`~scorezoo.likelihood.log_likelihood`).
             num_repeats: draws per picture; ``None``: 1 per patch when the model tiles pictures, else
@@ -206,7 +207,9 @@ class ScoringPlan:
                              "estimator='bound'.")
         settings = SolverSettings.choose(pipe.likelihood_schedule, solver=solver, **ode_options)
         if divergence == "auto":
-            divergence = "exact" if pipe.dim <= AUTO_EXACT_MAX_DIM else "hutchinson"
+            # a fully convolutional model scores whole pictures, far larger than the size it was trained on
+            small = pipe.dim <= AUTO_EXACT_MAX_DIM and not pipe.max_tile_size
+            divergence = "exact" if small else "hutchinson"
         if divergence == "exact" and (num_probes is not None or probe is not None):
             raise ValueError("the exact divergence draws no probes: drop num_probes and probe.")
         return cls("ode", settings, divergence, num_probes=num_probes, probe=probe, bits_map=bool(bits_map),

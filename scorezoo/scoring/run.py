@@ -125,15 +125,16 @@ def sample_tiles(num_tiles: int, max_tiles: int | None, seed: int) -> torch.Tens
 def _inputs(pipe: "ScorePipeline", images: Any, tile: bool | None, invert: bool, max_tiles: int | None = None,
             tile_seed: int = 0) -> list[_Input]:
     """Each image as model-size input(s): resized (:func:`scorezoo.data.to_levels`), or cut into the model's tiles at
-    its own resolution (:func:`scorezoo.data.tile_levels`) when ``tile`` says so or the model tiles pictures at
-    least as large as itself; with ``max_tiles``, a picture of more tiles keeps a seeded sample of them
-    (:func:`sample_tiles`).
+    its own resolution (:func:`scorezoo.data.tile_levels`; a fully convolutional model's: the fewest equal tiles of
+    at most :attr:`~scorezoo.pipeline.ScorePipeline.max_tile_size`, :func:`scorezoo.data.cover_levels`) when
+    ``tile`` says so or the model tiles pictures at least as large as itself; with ``max_tiles``, a picture of more
+    tiles keeps a seeded sample of them (:func:`sample_tiles`).
 
     Raises:
         ValueError: ``tile=True`` for arrays of levels, a picture smaller than one tile with ``tile=True``, or what
             :mod:`scorezoo.data` refuses (unreadable files, bad arrays).
     """
-    from ..data import is_picture, load_image, tile_levels, to_levels
+    from ..data import is_picture, load_image, to_levels
 
     if tile is True and not is_picture(images):
         raise ValueError("tile=True needs pictures (file paths or PIL images), not arrays of levels.")
@@ -152,7 +153,7 @@ def _inputs(pipe: "ScorePipeline", images: Any, tile: bool | None, invert: bool,
     for item in items:
         full = load_image(item, data_shape=pipe.data_shape, num_levels=pipe.num_levels, invert=invert, resize=False)
         if tile or (full.levels.shape[1] >= h and full.levels.shape[2] >= w):
-            tiles = tile_levels(full.levels, (h, w))
+            tiles = pipe.tile_picture(full.levels)
             text = f"{full.transform}; tiled at its own resolution: {tiles.border}"
             index = sample_tiles(len(tiles.patches), max_tiles, tile_seed)
             patches = tiles.patches
@@ -249,47 +250,72 @@ def score_images(pipe: "ScorePipeline", images: Any, plan: ScoringPlan, *, gener
 
     inputs = _inputs(pipe, images, plan.tile, invert, plan.max_tiles, plan.tile_seed)
     owner = torch.cat([torch.full((len(p.patches),), i, dtype=torch.long) for i, p in enumerate(inputs)])
-    levels = torch.cat([p.patches for p in inputs])
-    n, b, r = len(levels), len(inputs), plan.num_repeats
+    n, b, r = len(owner), len(inputs), plan.num_repeats
     check_generator(generator, b * r)
-    # all draws first, so that one solve holds every draw of its inputs; with per-draw generators, row (p, j) of
-    # the noise (input p, draw j) is drawn from generator[owner[p] * r + j]
-    v = torch.stack([rand(levels.shape, generator=generator_rows(generator, owner * r + j), device=levels.device,
-                          dtype=pipe.dtype) for j in range(r)], 1)
-    if plan.dequantization == "variational":
-        from ..dequantization.variational import sample_dequantization
-
-        u, log_q = sample_dequantization(pipe.dequantizer, levels, v, plan.max_batch_size)
-    else:
-        u, log_q = v, None
-    x = dequantize(levels[:, None], u, num_levels=pipe.num_levels, data_range=pipe.data_range)
     bpd = torch.empty(n, r, dtype=torch.float64)
     nfe = torch.zeros(n, dtype=torch.long)
-    per_dim, paths, path_times = [], [], None
-    nats_per_bit = pipe.dim * math.log(2)
-    # the dequantization offset, bits per dimension
-    off = _bits_per_dim(torch.zeros(1, dtype=torch.float64), pipe.dim, num_levels=pipe.num_levels,
-                        data_range=pipe.data_range).item()
+    per_dim: list = [None] * n
+    paths: dict = {}
+    path_times = None
     kwargs = plan.likelihood_kwargs()
-    for sl, gen in _solves(owner, r, plan.max_batch_size, generator, pipe):
-        xb = x[sl].flatten(0, 1).to(pipe.device)
-        if plan.estimator == "ode":
-            res = log_likelihood(pipe.model, pipe.sde, xb, eps=pipe.eps, generator=gen, times=times, **kwargs)
-            logp, nfe[sl] = res.logp, res.nfe
-            if res.logp_per_dim is not None:
-                pd = -res.logp_per_dim.double().cpu() / math.log(2) + off
-                if log_q is not None:
-                    pd = pd + log_q[sl].flatten(0, 1) / math.log(2)
-                per_dim.append(pd.view(len(sl), r, *pipe.data_shape).mean(1))
-            if res.delta_logp_path is not None:
-                path_times = res.times.cpu()
-                paths.append((-res.delta_logp_path.double().cpu() / nats_per_bit).view(-1, len(sl), r))
+    # the pictures' patches by shape (one shape per picture; a fully convolutional model's tiles follow the
+    # picture's size), each shape solved on its own, in the order of the pictures
+    first = torch.cat([torch.tensor([0]), torch.cumsum(torch.tensor([len(p.patches) for p in inputs]), 0)])
+    groups: dict = {}
+    for i, p in enumerate(inputs):
+        groups.setdefault(tuple(p.patches.shape[1:]), []).append(i)
+    for shape, members in groups.items():
+        rows = torch.cat([torch.arange(first[i], first[i + 1]) for i in members])
+        levels = torch.cat([inputs[i].patches for i in members])
+        dim = math.prod(shape)
+        # all draws first, so that one solve holds every draw of its inputs; with per-draw generators, row (p, j)
+        # of the noise (input p, draw j) is drawn from generator[owner[p] * r + j]
+        v = torch.stack([rand(levels.shape, generator=generator_rows(generator, owner[rows] * r + j),
+                              device=levels.device, dtype=pipe.dtype) for j in range(r)], 1)
+        if plan.dequantization == "variational":
+            from ..dequantization.variational import sample_dequantization
+
+            u, log_q = sample_dequantization(pipe.dequantizer, levels, v, plan.max_batch_size)
         else:
-            logp = -likelihood_bound(pipe.model, pipe.sde, xb, eps=pipe.eps, generator=gen, **kwargs).nll
-        lq = None if log_q is None else log_q[sl].flatten(2).sum(2).flatten()
-        bpd[sl] = _bits_per_dim(logp.double().cpu(), pipe.dim, num_levels=pipe.num_levels,
-                                data_range=pipe.data_range, log_q=lq).view(len(sl), r)
-    return _per_image(pipe, inputs, owner, bpd, nfe, per_dim, paths, path_times)
+            u, log_q = v, None
+        x = dequantize(levels[:, None], u, num_levels=pipe.num_levels, data_range=pipe.data_range)
+        # the dequantization offset, bits per dimension
+        off = _bits_per_dim(torch.zeros(1, dtype=torch.float64), dim, num_levels=pipe.num_levels,
+                            data_range=pipe.data_range).item()
+        for sl, gen in _solves(owner[rows], r, _batch_size(plan.max_batch_size, dim), generator, pipe):
+            xb = x[sl].flatten(0, 1).to(pipe.device)
+            at = rows[sl]
+            if plan.estimator == "ode":
+                res = log_likelihood(pipe.model, pipe.sde, xb, eps=pipe.eps, generator=gen, times=times, **kwargs)
+                logp, nfe[at] = res.logp, res.nfe
+                if res.logp_per_dim is not None:
+                    pd = -res.logp_per_dim.double().cpu() / math.log(2) + off
+                    if log_q is not None:
+                        pd = pd + log_q[sl].flatten(0, 1) / math.log(2)
+                    for k, row in zip(at.tolist(), pd.view(len(sl), r, *shape).mean(1)):
+                        per_dim[k] = row
+                if res.delta_logp_path is not None:
+                    path_times = res.times.cpu()
+                    path = (-res.delta_logp_path.double().cpu() / (dim * math.log(2))).view(-1, len(sl), r)
+                    paths.update(zip(at.tolist(), path.unbind(1)))
+            else:
+                logp = -likelihood_bound(pipe.model, pipe.sde, xb, eps=pipe.eps, generator=gen, **kwargs).nll
+            lq = None if log_q is None else log_q[sl].flatten(2).sum(2).flatten()
+            bpd[at] = _bits_per_dim(logp.double().cpu(), dim, num_levels=pipe.num_levels,
+                                    data_range=pipe.data_range, log_q=lq).view(len(sl), r)
+    path = torch.stack([paths[k] for k in range(n)], 1) if paths else None
+    return _per_image(pipe, inputs, owner, bpd, nfe, per_dim if per_dim[0] is not None else [], path, path_times)
+
+
+#: dimensions per solve at most, over its inputs and draws, unless one input alone is larger: a fully convolutional
+#: model's large tiles are solved a few at a time (memory stays bounded), small patches ``max_batch_size`` at a time
+MAX_SOLVE_DIMS = 3 * 512 * 512
+
+
+def _batch_size(max_batch_size: int, dim: int) -> int:
+    """Inputs × draws per solve: ``max_batch_size``, fewer for inputs so large that ``max_batch_size`` of them
+    would pass :data:`MAX_SOLVE_DIMS`, and at least one."""
+    return max(1, min(int(max_batch_size), MAX_SOLVE_DIMS // max(1, int(dim))))
 
 
 def _solves(owner: torch.Tensor, r: int, max_batch_size: int, generator: Generators, pipe: "ScorePipeline"):
@@ -305,7 +331,7 @@ def _solves(owner: torch.Tensor, r: int, max_batch_size: int, generator: Generat
 
 
 def _per_image(pipe, inputs: list[_Input], owner: torch.Tensor, bpd: torch.Tensor, nfe: torch.Tensor,
-               per_dim: list, paths: list, times) -> BitsPerDimResult:
+               per_dim: list, path: torch.Tensor | None, times) -> BitsPerDimResult:
     """Gather the per-input results ``bpd (N, R)`` into per-image means, standard errors, maps and paths."""
     b, r = len(inputs), bpd.shape[1]
     count = torch.bincount(owner, minlength=b).double()
@@ -323,17 +349,16 @@ def _per_image(pipe, inputs: list[_Input], owner: torch.Tensor, bpd: torch.Tenso
     if per_dim:
         from ..data import untile
 
-        per_dim = torch.cat(per_dim)
         maps = []
         for i, p in enumerate(inputs):
-            mine = per_dim[owner == i]
+            mine = torch.stack([per_dim[k] for k in (owner == i).nonzero().flatten().tolist()])
             if p.index is not None:  # the tiles the sample left out are NaN
                 full = torch.full((p.total, *mine.shape[1:]), float("nan"), dtype=mine.dtype)
                 full[p.index] = mine
                 mine = full
             maps.append(untile(mine, p.grid) if p.grid else mine[0])
-    path = per_image(torch.cat(paths, 1).permute(1, 2, 0)).permute(2, 1, 0) if paths else None
-    pixels = math.prod(pipe.data_shape[1:]) if len(pipe.data_shape) == 3 else 1
+    path = per_image(path.permute(1, 2, 0)).permute(2, 1, 0) if path is not None else None
+    pixels = torch.tensor([math.prod(p.patches.shape[2:]) if len(pipe.data_shape) == 3 else 1 for p in inputs])
     return BitsPerDimResult(
         bpd=mean, stderr=stderr.double(), nfe=torch.zeros(b, dtype=torch.long).scatter_reduce(0, owner, nfe, "amax"),
         bpd_repeats=repeats, transforms=[p.transform for p in inputs], num_patches=count.long(),

@@ -76,6 +76,9 @@ TASK_KEYS: dict[str, list[tuple[str, object, str]]] = {
         ("num_levels", None, "intensity levels of an image_folder (null: 256)"),
         ("dataset_options", {}, "options of the loader (photo_patches: patch_size, stride, scales, flips; "
                                 "photo_folder: crop_size, scales, heldout_every, heldout_crop, num_crops)"),
+        ("max_tile_size", None, "photos with a fully convolutional network (no attention): score a picture whole up "
+                                "to this side, else in the fewest equal tiles of at most this side (null: tiles of "
+                                "the training crop)"),
         ("dequantize", True, "uniform dequantization of integer data, fresh noise at every step"),
         ("random_flip", False, "flip half of each batch horizontally (images; the official CIFAR-10 recipes)"),
         ("sde", {"type": "vp"}, "the SDE, as scorezoo.get_sde takes it (type vp | subvp | ve and its parameters)"),

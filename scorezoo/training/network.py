@@ -9,7 +9,7 @@ from ..models import ScoreModel, build_network
 from ..sde import get_sde
 from .config import ConfigError
 
-__all__ = ["build_and_check_network"]
+__all__ = ["build_and_check_network", "size_multiple"]
 
 
 def build_and_check_network(cfg: dict, data: TrainingData) -> torch.nn.Module:
@@ -44,6 +44,15 @@ def build_and_check_network(cfg: dict, data: TrainingData) -> torch.nn.Module:
         net_cfg.setdefault("sample_size", h)
         net_cfg.setdefault("in_channels", c)
         net_cfg.setdefault("out_channels", c)
+        if cfg.get("max_tile_size"):
+            attn = [b for b in (*blocks, *(net_cfg.get("up_block_types") or ())) if "Attn" in b]
+            if attn or net_cfg.get("add_attention", True):
+                raise ConfigError("max_tile_size scores pictures larger than the training crops, which needs a fully "
+                                  "convolutional network: no attention blocks (" + (", ".join(attn) or "the middle "
+                                  "block's: set add_attention: false") + ").")
+            if int(cfg["max_tile_size"]) < max(h, w) or int(cfg["max_tile_size"]) % factor:
+                raise ConfigError(f"max_tile_size must be a multiple of {factor} (the network's down-sampling) of at "
+                                  f"least the training size {max(h, w)}, got {cfg['max_tile_size']}.")
     elif name == "ScoreMLP":
         if len(shape) != 1:
             raise ConfigError(f"ScoreMLP takes flat data (D,); the {data.name} data have shape {shape}: "
@@ -67,6 +76,11 @@ def build_and_check_network(cfg: dict, data: TrainingData) -> torch.nn.Module:
     if cfg.get("init_from"):
         init_weights(net, cfg["init_from"])
     return net
+
+
+def size_multiple(net: torch.nn.Module) -> int:
+    """The sides a ``UNet2DModel`` takes are multiples of this: ``2 ** (levels - 1)``, its down-sampling factor."""
+    return 2 ** max(len(net.config.down_block_types) - 1, 0)
 
 
 def init_weights(net: torch.nn.Module, folder: str) -> None:

@@ -22,7 +22,7 @@ from ..sde import get_sde
 from .batches import TrainState, load_data, make_batch
 from .evaluation import estimate_eval_seconds, format_evaluation, held_out_likelihood
 from .export import export_run, make_pipeline
-from .network import build_and_check_network
+from .network import build_and_check_network, size_multiple
 
 __all__ = ["ScoreTask", "DSMObjective"]
 
@@ -115,6 +115,8 @@ class ScoreTask:
         if data.name in ("photo_patches", "photo_folder"):
             # a model of patches scores a larger photo tile by tile at its own resolution, not resized
             extra["tile_larger_images"] = True
+            if cfg["max_tile_size"]:
+                extra.update(max_tile_size=int(cfg["max_tile_size"]), size_multiple=size_multiple(network))
         pipe = self.pipeline(network, extra)
         results = {"name": cfg["name"], "sde": self.sde.name, "weighting": cfg["weighting"], **results,
                    "data_shape": list(data.data_shape), "num_levels": data.num_levels}

@@ -3,11 +3,14 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
+from PIL import Image
 
 from scorezoo import ScorePipeline
 from scorezoo.training import load_config, train
 from scorezoo.training.cards import SCOREZOO_KEYS, render_card
+from scorezoo.training.config import ConfigError
 from tests.training.helpers import read_log, tiny_config
 
 
@@ -59,3 +62,43 @@ def test_card_front_matter_of_continuous_data_and_the_default_photo_flag():
         2.3008, 0.005, 2.41, 0.006)
     assert meta["bpd_ode"] is None and meta["default_photo"] is True
     assert _front_matter(render_card(res, {}))["scorezoo"]["default_photo"] is False
+
+
+def _photo_folder(folder: Path) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i + 1:03d}.png")
+    return folder
+
+
+FCN = {"_class_name": "UNet2DModel", "block_out_channels": [8, 16], "down_block_types": ["DownBlock2D"] * 2,
+       "up_block_types": ["UpBlock2D"] * 2, "layers_per_block": 1, "norm_num_groups": 4, "add_attention": False}
+
+
+def test_a_fully_convolutional_photo_model_scores_pictures_whole(tmp_path):
+    """max_tile_size: the exported pipeline scores a picture up to that size in one tile, larger ones in equal tiles
+    whose sides are multiples of the network's down-sampling (2 for two levels)."""
+    folder = _photo_folder(tmp_path / "photos")
+    cfg = tiny_config(tmp_path, dataset="photo_folder", data_dir=str(folder), data_shape=None, num_levels=None,
+                      dataset_options={"crop_size": 8, "scales": [1], "heldout_crop": 16, "num_crops": 64},
+                      network=FCN, max_train_steps=2, max_tile_size=32)
+    train(load_config(None, cfg))
+    pipe = ScorePipeline.from_pretrained(Path(cfg["output_dir"]) / "pipeline")
+    assert (pipe.max_tile_size, pipe.size_multiple, pipe.data_shape) == (32, 2, (3, 8, 8))
+    res = pipe.bits_per_dim(str(folder / "001.png"), rtol=1e-2, atol=1e-2)
+    assert res.num_patches.tolist() == [4] and res.pixels_scored.tolist() == [40 * 48]  # 2×2 tiles of 24×20
+
+
+def test_max_tile_size_needs_a_fully_convolutional_network(tmp_path):
+    folder = _photo_folder(tmp_path / "photos")
+    base = dict(dataset="photo_folder", data_dir=str(folder), data_shape=None, num_levels=None,
+                dataset_options={"crop_size": 8, "scales": [1], "heldout_crop": 16, "num_crops": 64},
+                max_train_steps=1)
+    with pytest.raises(ConfigError, match="fully convolutional network: no attention blocks \\(AttnDownBlock2D"):
+        train(load_config(None, tiny_config(tmp_path, max_tile_size=32, **base)))
+    with pytest.raises(ConfigError, match="add_attention: false"):
+        train(load_config(None, tiny_config(tmp_path, network={**FCN, "add_attention": True}, max_tile_size=32,
+                                            **base)))
+    with pytest.raises(ConfigError, match="multiple of 2 .* at least the training size 8, got 6"):
+        train(load_config(None, tiny_config(tmp_path, network=FCN, max_tile_size=6, **base)))
