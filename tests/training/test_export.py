@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -102,3 +103,18 @@ def test_max_tile_size_needs_a_fully_convolutional_network(tmp_path):
                                             **base)))
     with pytest.raises(ConfigError, match="multiple of 2 .* at least the training size 8, got 6"):
         train(load_config(None, tiny_config(tmp_path, network=FCN, max_tile_size=6, **base)))
+
+
+def test_the_photo_recipe_is_fully_convolutional_and_trains(tmp_path):
+    """train/configs/vp-mle-photo-fcn.yaml on a small fake photo folder: a step, then a pipeline that scores pictures
+    of up to 512 a side whole, in tiles whose sides are multiples of 8."""
+    folder = _photo_folder(tmp_path / "photos")
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(repo / "train" / "configs" / "vp-mle-photo-fcn.yaml",
+                      {"data_dir": str(folder), "max_train_steps": 1, "warmup_steps": 1, "eval_steps": 0,
+                       "progress_bar": False, "output_dir": str(tmp_path / "run"), "batch_size": 2,
+                       "dataset_options": {"crop_size": 32, "scales": [1], "heldout_crop": 256, "num_crops": 16}})
+    train(cfg)
+    pipe = ScorePipeline.from_pretrained(tmp_path / "run" / "pipeline")
+    assert (pipe.max_tile_size, pipe.size_multiple, pipe.data_shape) == (512, 8, (3, 32, 32))
+    assert pipe.tile_picture(torch.zeros(3, 3000, 4000, dtype=torch.long)).grid == (6, 8)
