@@ -12,12 +12,12 @@ from .cifar10 import CIFAR10_ENV, CIFAR10Error, find_cifar10, load_cifar10, load
 from .core import (IMAGE_EXTENSIONS, TOY_DATASETS, TrainingData, heldout_mask, load_digits, load_image_folder,
                    load_toy, sample_toy)
 from .photos import (PHOTOS, Photo, PhotoCrops, extract_patches, load_photo, load_photo_folder, load_photo_patches,
-                     photo_path)
+                     photo_path, unseen_photos)
 
 __all__ = ["TrainingData", "DATASETS", "TOY_DATASETS", "load_dataset", "load_digits", "sample_toy", "load_toy",
            "load_image_folder", "load_cifar10", "load_cifar10_split", "find_cifar10", "CIFAR10Error", "CIFAR10_ENV",
-           "heldout_mask", "IMAGE_EXTENSIONS", "Photo", "PHOTOS", "photo_path", "load_photo", "extract_patches",
-           "load_photo_patches", "PhotoCrops", "load_photo_folder"]
+           "heldout_mask", "IMAGE_EXTENSIONS", "Photo", "PHOTOS", "photo_path", "unseen_photos", "load_photo",
+           "extract_patches", "load_photo_patches", "PhotoCrops", "load_photo_folder"]
 
 DATASETS = ("digits", *TOY_DATASETS, "photo_patches", "photo_folder", "image_folder", "cifar10")
 #: the data sets that take ``options`` (keyword arguments of their loader)

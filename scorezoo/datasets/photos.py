@@ -20,8 +20,8 @@ import torch
 
 from .core import IMAGE_EXTENSIONS, TrainingData
 
-__all__ = ["Photo", "PHOTOS", "photo_path", "load_photo", "downscale", "extract_patches", "load_photo_patches",
-           "list_photos", "PhotoCrops", "load_photo_folder", "heldout_photo"]
+__all__ = ["Photo", "PHOTOS", "photo_path", "unseen_photos", "load_photo", "downscale", "extract_patches",
+           "load_photo_patches", "list_photos", "PhotoCrops", "load_photo_folder", "heldout_photo"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,15 @@ def photo_path(name: str) -> Path:
         dist = "scikit-image" if photo.package == "skimage" else "scikit-learn"
         raise ImportError(f"the photo {name!r} ships with {dist}: pip install {dist} (or 'scorezoo[train]').") from e
     return Path(str(root.joinpath(photo.file)))
+
+
+def unseen_photos(trained_on: str | None = None) -> list[Photo]:
+    """The photos of :data:`PHOTOS` that a model trained on the data set ``trained_on`` never saw, in order: all of
+    them for a model of a photo folder (``photo_folder``, such as ``vp-mle-photo-fcn``: the photos of scikit-image
+    and scikit-learn are its test set), else the ``"heldout"`` split (``photo_patches`` was cut from the others)."""
+    if trained_on == "photo_folder":
+        return list(PHOTOS)
+    return [p for p in PHOTOS if p.split == "heldout"]
 
 
 def load_photo(name: str) -> np.ndarray:

@@ -362,7 +362,8 @@ def evaluate(
         pipe, model_name = ScorePipeline.from_pretrained(model, revision, device=procs.device), str(model)
     if pipe.num_levels is None:
         raise ValueError(f"model {model_name} is for continuous data (num_levels is None): bits/dim does not apply.")
-    ev = load_eval_data(data, data_shape=pipe.data_shape, num_levels=pipe.num_levels, split=split)
+    ev = load_eval_data(data, data_shape=pipe.data_shape, num_levels=pipe.num_levels, split=split,
+                        trained_on=pipe.extra_config.get("dataset"))
     if limit is not None:
         ev = ev.take(limit)
     if sample is not None:

@@ -16,7 +16,7 @@ Specs (one or more; several are concatenated in the order given, and must all be
                     model is refused, as ``scorezoo bpd`` refuses it (a failure of its own, not an upscale)
 ``@LIST``           the picture files named in the text file ``LIST``, one per line (relative to its folder;
                     blank lines and lines starting with ``#`` skipped)
-``photos``          the held-out photos of :data:`scorezoo.datasets.PHOTOS`, each scored whole, tile by tile
+``photos``          the photos of :data:`scorezoo.datasets.PHOTOS` the model never saw, each scored whole, tile by tile
                     at its own resolution (``tile=True``): one result per photo
 ``photos:PATH``     pictures (a file, a folder or ``@LIST``) scored tile by tile, one result per picture
 ==================  ========================================================================================
@@ -152,7 +152,7 @@ def _named(spec: str, data_shape: tuple[int, ...], split: str) -> EvalData:
 
 
 def load_eval_data(specs: str | Sequence[str], *, data_shape: Sequence[int], num_levels: int,
-                   split: str = "test") -> EvalData:
+                   split: str = "test", trained_on: str | None = None) -> EvalData:
     """The images named by ``specs`` (see the module docstring), checked against a model of ``data_shape`` and
     ``num_levels``, before any work starts.
 
@@ -161,6 +161,8 @@ def load_eval_data(specs: str | Sequence[str], *, data_shape: Sequence[int], num
         data_shape: the model's ``(C, H, W)``.
         num_levels: the model's levels K.
         split: the split of a data set that has several (CIFAR-10: ``"test"`` or ``"train"``).
+        trained_on: the model's training data set (its config's ``dataset``): ``photos`` are the photos of
+            :data:`~scorezoo.datasets.PHOTOS` it never saw (:func:`scorezoo.datasets.unseen_photos`).
 
     Returns:
         :class:`EvalData`; pictures are not opened here (an unreadable one is a failure of its own, by index).
@@ -201,10 +203,10 @@ def load_eval_data(specs: str | Sequence[str], *, data_shape: Sequence[int], num
     paths: list[Path] = []
     for spec in specs:
         if spec == "photos":
-            from ..datasets import PHOTOS, photo_path
+            from ..datasets import photo_path, unseen_photos
 
             try:
-                paths += [photo_path(p.name) for p in PHOTOS if p.split == "heldout"]
+                paths += [photo_path(p.name) for p in unseen_photos(trained_on)]
             except ImportError as e:
                 raise ValueError(f"--data photos: {e}") from None
         else:

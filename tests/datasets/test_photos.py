@@ -85,3 +85,18 @@ def test_the_held_out_test_photos_are_not_in_the_training_list():
     train = {digest(np.asarray(Image.open(f).convert("RGB"))) for f in data.train.sources}
     test = {digest(load_photo(p.name)) for p in PHOTOS}
     assert not train & test
+
+
+def test_the_photos_a_model_never_saw():
+    """A model of a photo folder never saw any photo of scikit-image or scikit-learn: all of them are its test set
+    (``scorezoo eval --data photos``); a model of ``photo_patches`` was cut from the training split."""
+    from scorezoo.datasets import unseen_photos
+    from scorezoo.evaluation.specs import load_eval_data
+
+    assert unseen_photos("photo_folder") == list(PHOTOS)
+    assert [p.name for p in unseen_photos("photo_patches")] == ["chelsea", "coffee", "china"]
+    assert unseen_photos(None) == unseen_photos("photo_patches")
+    pytest.importorskip("skimage")
+    pytest.importorskip("sklearn")
+    ev = load_eval_data("photos", data_shape=(3, 32, 32), num_levels=256, trained_on="photo_folder")
+    assert [Path(p).stem for p in ev.paths][:2] == ["astronaut", "rocket"] and len(ev.paths) == len(PHOTOS)
