@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .data import Tiles, cover_levels, levels_to_images, tile_levels
+from .data import levels_to_images
 from .dequantization import data_to_levels
 from .likelihood import (LikelihoodResult, LikelihoodSchedule, calibrate_schedule, check_schedule, log_likelihood)
 from .likelihood.ode import short_repr
@@ -28,9 +28,9 @@ from .models import PARAMETERIZATIONS, ScoreModel
 from .sampling import get_sampler, sampling_times
 from .sde import SDE
 from .utils import Generators
-from .pipeline_utils import (DEQUANTIZER_FOLDER, NETWORK_FOLDER, PIPELINE_CONFIG_NAME, check_in_data_range,
-                             check_points, push_folder_to_hub, read_pipeline_folder, resolve_schedule,
-                             write_pipeline_folder)
+from .pipeline_utils import (DEQUANTIZER_FOLDER, NETWORK_FOLDER, PIPELINE_CONFIG_NAME, PictureTiling,
+                             check_in_data_range, check_points, push_folder_to_hub, read_pipeline_folder,
+                             resolve_schedule, write_pipeline_folder)
 from .scoring import DEQUANTIZATIONS, BitsPerDimResult, ScoringPlan, plan_from_options, score_images
 from .zoo import resolve_pretrained
 
@@ -58,7 +58,7 @@ class ScorePipelineOutput:
     __repr__ = short_repr
 
 
-class ScorePipeline:
+class ScorePipeline(PictureTiling):
     """A score-based model ready to sample and to score data.
 
     Args:
@@ -394,39 +394,6 @@ class ScorePipeline:
         else:
             self.likelihood_schedule = sch
         return sch
-
-    @property
-    def tiles_larger_images(self) -> bool:
-        """Whether the model scores pictures larger than itself tile by tile by default (models of photo patches:
-        ``"tile_larger_images": true`` in the config)."""
-        return bool(self.extra_config.get("tile_larger_images", False))
-
-    @property
-    def max_tile_size(self) -> int | None:
-        """A fully convolutional model's largest tile side, pixels: it scores a picture of at most this size on each
-        side whole, in one solve, and a larger one in the fewest equal tiles of at most this size whose sides are
-        multiples of :attr:`size_multiple` (:func:`scorezoo.data.cover_levels`; ``"max_tile_size"`` in the config).
-        ``None`` for other models, which tile in patches of their own size."""
-        size = self.extra_config.get("max_tile_size")
-        return None if size is None else int(size)
-
-    @property
-    def size_multiple(self) -> int:
-        """The sides a fully convolutional model takes are multiples of this (its down-sampling factor;
-        ``"size_multiple"`` in the config, default 8)."""
-        return int(self.extra_config.get("size_multiple", 8))
-
-    def tile_picture(self, levels: torch.Tensor) -> Tiles:
-        """The tiles this model scores a picture ``(C, H, W)`` of levels in, at its own resolution: the fewest equal
-        tiles of at most :attr:`max_tile_size` for a fully convolutional model (:func:`scorezoo.data.cover_levels`),
-        else patches of the model's size (:func:`scorezoo.data.tile_levels`); the remainder strips are cropped.
-
-        Raises:
-            ValueError: a picture smaller than one tile.
-        """
-        if self.max_tile_size:
-            return cover_levels(levels, self.max_tile_size, self.size_multiple)
-        return tile_levels(levels, self.data_shape[1:])
 
     def bits_per_dim(
         self,

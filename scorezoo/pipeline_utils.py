@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import nn
 
+from .data import Tiles, cover_levels, tile_levels
 from .models import load_network, save_network
 from .sde import SDE, get_sde
 from .utils import check_batch
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from .likelihood import LikelihoodSchedule
 
 __all__ = ["PIPELINE_CONFIG_NAME", "NETWORK_FOLDER", "DEQUANTIZER_FOLDER", "CONSTRUCTOR_KEYS", "read_pipeline_folder",
-           "write_pipeline_folder", "push_folder_to_hub", "check_points", "check_in_data_range", "resolve_schedule"]
+           "write_pipeline_folder", "push_folder_to_hub", "check_points", "check_in_data_range", "resolve_schedule",
+           "PictureTiling"]
 
 PIPELINE_CONFIG_NAME = "pipeline_config.json"
 NETWORK_FOLDER = "network"
@@ -145,3 +147,44 @@ def resolve_schedule(schedule: LikelihoodSchedule | str | None, own: LikelihoodS
         raise ValueError("this model has no calibrated likelihood schedule: run pipe.calibrate_likelihood_schedule(x) "
                          "on data like yours, or leave schedule unset for the adaptive solver.")
     return own
+
+
+class PictureTiling:
+    """How a :class:`~scorezoo.pipeline.ScorePipeline` cuts a picture larger than itself, read from its config
+    (``extra_config``): patches of the model's size, or a fully convolutional model's whole-picture tiles."""
+
+    extra_config: dict
+    data_shape: tuple[int, ...]
+
+    @property
+    def tiles_larger_images(self) -> bool:
+        """Whether the model scores pictures larger than itself tile by tile by default (models of photo patches:
+        ``"tile_larger_images": true`` in the config)."""
+        return bool(self.extra_config.get("tile_larger_images", False))
+
+    @property
+    def max_tile_size(self) -> int | None:
+        """A fully convolutional model's largest tile side, pixels: it scores a picture of at most this size on each
+        side whole, in one solve, and a larger one in the fewest equal tiles of at most this size whose sides are
+        multiples of :attr:`size_multiple` (:func:`scorezoo.data.cover_levels`; ``"max_tile_size"`` in the config).
+        ``None`` for other models, which tile in patches of their own size."""
+        size = self.extra_config.get("max_tile_size")
+        return None if size is None else int(size)
+
+    @property
+    def size_multiple(self) -> int:
+        """The sides a fully convolutional model takes are multiples of this (its down-sampling factor;
+        ``"size_multiple"`` in the config, default 8)."""
+        return int(self.extra_config.get("size_multiple", 8))
+
+    def tile_picture(self, levels: torch.Tensor) -> Tiles:
+        """The tiles this model scores a picture ``(C, H, W)`` of levels in, at its own resolution: the fewest equal
+        tiles of at most :attr:`max_tile_size` for a fully convolutional model (:func:`scorezoo.data.cover_levels`),
+        else patches of the model's size (:func:`scorezoo.data.tile_levels`); the remainder strips are cropped.
+
+        Raises:
+            ValueError: a picture smaller than one tile.
+        """
+        if self.max_tile_size:
+            return cover_levels(levels, self.max_tile_size, self.size_multiple)
+        return tile_levels(levels, self.data_shape[1:])

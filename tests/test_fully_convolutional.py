@@ -16,6 +16,15 @@ from scorezoo.likelihood import LikelihoodSchedule
 from scorezoo.scoring import draw_generators
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The command, eval and the app run on one thread here (``--threads 1``); the library is compared on one too."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def fcn_pipeline(max_tile_size: int = 32) -> ScorePipeline:
     """Three levels (sizes: multiples of 4), no attention, trained size 8, a two-step rk4 schedule."""
     torch.manual_seed(0)
@@ -126,7 +135,6 @@ def test_command_eval_and_app_score_the_same_pixels_as_the_library(tmp_path, cap
     from scorezoo.compression import lossless_bits_per_dim
     from scorezoo.demo.compute import DemoSettings, score_file
 
-    torch.set_num_threads(1)
     fcn_pipeline(max_tile_size=24).save_pretrained(tmp_path / "fcn")
     picture = tmp_path / "p.png"
     _picture(43, 50, seed=4).save(picture)  # 2×2 tiles of 20×24: 3 rows and 2 columns cropped
